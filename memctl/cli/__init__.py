@@ -1,0 +1,36 @@
+"""memctl command line: each command parses, loads config, calls one function, renders."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from memctl import __version__
+from memctl.errors import UserError
+
+
+class _Group(click.Group):
+    """Turns UserError into one clear line and exit code 2; other errors exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as err:
+            click.echo(f"memctl: error: {err}", err=True)
+            sys.exit(UserError.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="memctl")
+def main() -> None:
+    """MemControl: find which U-Net blocks to fine-tune so a diffusion model generates
+    well without replaying its training images."""
+
+
+def _register() -> None:
+    # Each command family lives in its own module; importing registers it on `main`.
+    from memctl.cli import commands  # noqa: F401
+
+
+_register()

@@ -1,0 +1,1 @@
+"""Registers every command family on the main group."""

@@ -1,0 +1,12 @@
+"""Error types that map to the CLI's exit codes."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input or configuration: the CLI prints one line and exits with code 2.
+
+    The message must name the file, field or value at fault.
+    """
+
+    exit_code = 2
