@@ -1,0 +1,328 @@
+"""Configuration: dataclasses are the schema, YAML files and dotted overrides fill them.
+
+    cfg = load_config("configs/mimic-sd15.yaml", overrides=["train.lr=1e-4"])
+
+Every field is type-checked and validated at load; errors raise UserError naming the file
+and the dotted field, e.g. `configs/x.yaml: train.lr: must be > 0, got -1.0`. The defaults
+are the embedded tiny setup (configs/tiny.yaml spells them out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from memctl.errors import UserError
+
+METHODS = ("attention", "svdiff", "difffit", "lora", "full", "freeze")
+SPACES = ("blocks16", "attn32", "paper13")
+EXECUTORS = ("local", "debug", "slurm")
+
+
+class _Invalid(ValueError):
+    """Raised by __post_init__ checks: (field, message)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name, self.message = name, message
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise _Invalid(name, message)
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _check(value > 0, name, f"must be > 0, got {value!r}")
+
+
+def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    _check(value in choices, name, f"must be one of {', '.join(choices)}; got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""
+    """Local diffusers pipeline directory. Empty: the embedded tiny model, built on first use."""
+    resolution: int = 64
+    """Image side in pixels; images are center-cropped and resized to it when caching."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "resolution")
+        _check(self.resolution % 8 == 0, "resolution", f"must be a multiple of 8, got {self.resolution}")
+
+
+@dataclass
+class DataConfig:
+    source: str = "synth"
+    """synth (built-in), csv (manifest with path, caption[, subject_id, split])."""
+    path: str = ""
+    """CSV manifest for `csv`; for `synth` the folder to write to (default under run_dir)."""
+    synth_n: int = 240
+    """Number of images the built-in dataset holds."""
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    split_seed: int = 0
+    proxy_fraction: float = 0.2
+    """Fraction of train in the search's proxy set (paper: 0.01)."""
+    dmem_size: int = 8
+    """Number of image-caption pairs in D_mem (paper: 100)."""
+    dmem_repeats: int = 10
+    """How often each D_mem pair is repeated in the proxy set (paper: 50)."""
+    dmem_strategy: str = "longest"
+    """longest (most caption tokens), random, or frequent (most shared caption)."""
+    cache_batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        _choice(self, "source", ("synth", "csv"))
+        _check(self.source != "csv" or bool(self.path), "path", "required when source is csv")
+        for name in ("val_fraction", "test_fraction", "proxy_fraction"):
+            value = getattr(self, name)
+            _check(0 <= value < 1, name, f"must be in [0, 1), got {value!r}")
+        _check(self.val_fraction + self.test_fraction < 1, "val_fraction",
+               "val_fraction + test_fraction must be < 1")
+        _positive(self, "synth_n", "dmem_size", "dmem_repeats", "cache_batch_size")
+        _choice(self, "dmem_strategy", ("longest", "random", "frequent"))
+
+
+@dataclass
+class PeftConfig:
+    method: str = "attention"
+    space: str = "blocks16"
+    always: list[str] = field(default_factory=list)
+    """Named parameter groups outside the masked blocks that always train."""
+
+    def __post_init__(self) -> None:
+        _choice(self, "method", METHODS)
+        _choice(self, "space", SPACES)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 40
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    grad_clip: float = 1.0
+    seed: int = 0
+    engine: str = "torch"
+    """torch (plain loop) or deepspeed."""
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        _positive(self, "steps", "batch_size", "lr", "log_every")
+        _check(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        _check(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
+        _choice(self, "lr_schedule", ("constant", "cosine"))
+        _choice(self, "engine", ("torch", "deepspeed"))
+
+
+@dataclass
+class EvalConfig:
+    extractor: str = "tiny"
+    """Feature extractor for FID/AMD: tiny (seeded test CNN), xrv-densenet121, inception, clip."""
+    extractor_weights: str = ""
+    fid_samples: int = 24
+    """Validation prompts generated for FID (one image each)."""
+    num_inference_steps: int = 10
+    guidance_scale: float = 7.5
+    dmem_timesteps: list[int] = field(default_factory=lambda: [100, 300, 500, 700, 900])
+    dmem_noise_seeds: int = 2
+    """Noise draws per D_mem sample and timestep."""
+    seed: int = 0
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _positive(self, "fid_samples", "num_inference_steps", "dmem_noise_seeds", "batch_size")
+        _check(self.guidance_scale >= 1, "guidance_scale", f"must be >= 1, got {self.guidance_scale}")
+        _check(bool(self.dmem_timesteps) and all(0 <= t < 1000 for t in self.dmem_timesteps),
+               "dmem_timesteps", f"must be a non-empty list in [0, 1000), got {self.dmem_timesteps}")
+
+
+@dataclass
+class SlurmConfig:
+    partition: str = "gpu"
+    gpus_per_node: int = 1
+    cpus_per_task: int = 8
+    mem_gb: int = 64
+    time_min: int = 240
+    account: str = ""
+    qos: str = ""
+    constraint: str = ""
+    array_parallelism: int = 16
+    extra_sbatch: list[str] = field(default_factory=list)
+    """Extra `#SBATCH` options, e.g. ["--exclusive"]."""
+    setup: list[str] = field(default_factory=list)
+    """Shell lines run before the worker (module load ...)."""
+    container: str = ""
+    """Apptainer image; when set every job runs inside it."""
+
+    def __post_init__(self) -> None:
+        _check(self.gpus_per_node >= 0, "gpus_per_node", f"must be >= 0, got {self.gpus_per_node}")
+        _positive(self, "cpus_per_task", "mem_gb", "time_min", "array_parallelism")
+
+
+@dataclass
+class SearchConfig:
+    study: str = "memctl"
+    storage: str = ""
+    """SQLAlchemy URL or journal file; empty: sqlite file under run_dir."""
+    trials: int = 8
+    workers: int = 2
+    executor: str = "local"
+    population_size: int = 4
+    """NSGA-II population; trials / population_size generations are run."""
+    crossover_prob: float = 0.9
+    mutation_prob: float = 0.0
+    """0 means NSGA-II's default 1 / number of bits."""
+    seed: int = 0
+    heartbeat_s: int = 60
+    max_retries: int = 2
+    enqueue_baseline: bool = True
+    """Enqueue the all-ones mask first, so the search always scores vanilla PEFT."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "trials", "workers", "population_size", "heartbeat_s")
+        _check(self.population_size >= 2, "population_size", "must be >= 2")
+        _choice(self, "executor", EXECUTORS)
+        _check(0 <= self.crossover_prob <= 1, "crossover_prob", "must be in [0, 1]")
+        _check(0 <= self.mutation_prob <= 1, "mutation_prob", "must be in [0, 1]")
+
+
+@dataclass
+class Config:
+    run_dir: str = "memctl-runs"
+    """Where studies, caches, trials, retrains and reports are written (owner-only)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    peft: PeftConfig = field(default_factory=PeftConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Checks `value` against a type hint; ints are accepted for floats."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise _Invalid(where, f"must be a mapping, got {type(value).__name__}")
+        return _build(hint, value, where)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise _Invalid(where, f"must be a list, got {value!r}")
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported type {hint}")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):  # YAML reads 1e-4 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint is bool and not isinstance(value, bool):
+        raise _Invalid(where, f"must be true or false, got {value!r}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _Invalid(where, f"must be an integer, got {value!r}")
+    if not isinstance(value, hint):
+        raise _Invalid(where, f"must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise _Invalid(where, f"unknown field (valid: {', '.join(sorted(known))})")
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{prefix}.{key}" if prefix else key
+        kwargs[key] = _coerce(value, hints[key], where)
+    try:
+        return cls(**kwargs)
+    except _Invalid as err:
+        where = f"{prefix}.{err.name}" if prefix else err.name
+        raise _Invalid(where, err.message) from None
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise UserError(f"override {override!r}: expected section.field=value")
+    dotted, raw = override.split("=", 1)
+    keys = dotted.strip().split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override {override!r}: {key} is not a section")
+    try:
+        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise UserError(f"override {override!r}: cannot parse value: {err}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Loads a YAML config (or the embedded defaults when path is None) plus overrides."""
+    source = str(path) if path else "<defaults>"
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"{p}: config file not found")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark else ""
+            raise UserError(f"{p}:{line} invalid YAML") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise UserError(f"{p}: top level must be a mapping of sections")
+        data = loaded or {}
+    for override in overrides:
+        _apply_override(data, override)
+        source += f" + {override.split('=', 1)[0]}"
+    try:
+        return _build(Config, data)
+    except _Invalid as err:
+        raise UserError(f"{source}: {err.name}: {err.message}") from None
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuilds a Config recorded with to_dict() (study attributes, run directories)."""
+    try:
+        return _build(Config, data)
+    except _Invalid as err:
+        raise UserError(f"recorded config: {err.name}: {err.message}") from None
+
+
+def dump_config(cfg: Config, path: Path, command: str) -> None:
+    """Writes cfg as YAML headed by the command that runs it."""
+    text = f"# {command}\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    path.write_text(text)
