@@ -1,0 +1,15 @@
+"""Parameter-efficient fine-tuning of U-Net blocks selected by a binary mask.
+
+adapter = apply(unet, "svdiff", bits, space="blocks16", always=("t2d_proj_norm",))
+optimizer = torch.optim.AdamW(adapter.param_groups(lr=1e-3))
+...
+adapter.merge().save_pretrained(out)   # plain diffusers weights
+"""
+
+from memctl.peft import methods as _methods  # noqa: F401  (registers every method)
+from memctl.peft._adapter import Adapter, apply, block_names, num_bits
+from memctl.peft._blocks import ALWAYS
+from memctl.peft._method import METHODS
+from memctl.peft._spaces import SPACES
+
+__all__ = ["ALWAYS", "METHODS", "SPACES", "Adapter", "apply", "block_names", "num_bits"]
