@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -10,14 +11,30 @@ import torch.nn.functional as F
 from memctl.errors import UserError
 from memctl.metrics.features.base import FeatureExtractor, to_channels
 
-_HOW_TO_GET = (
+HOW_TO_GET = (
     "on a machine with internet: huggingface-cli download openai/clip-vit-large-patch14 "
     "--local-dir DIR, then copy DIR there"
 )
+# OpenAI CLIP preprocessing, used when the directory has no preprocessor_config.json.
+_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def check_clip_dir(weights: str | Path | None) -> Path:
+    if weights is None:
+        raise UserError(f"CLIP needs weights=<local CLIP model directory>; {HOW_TO_GET}")
+    path = Path(weights).expanduser()
+    if not (path / "config.json").is_file():
+        raise UserError(f"CLIP model directory not found at {path}; {HOW_TO_GET}")
+    return path
 
 
 class ClipImage(FeatureExtractor):
-    """Projected CLIP image embeddings (not normalised; AMD's cosine does that)."""
+    """Projected CLIP image embeddings (not normalised; AMD's cosine does that).
+
+    Preprocessing is done on tensors (bicubic resize of the short side, centre crop,
+    normalise) with the directory's processor settings, so torchvision is not needed.
+    """
 
     name = "clip"
 
@@ -29,25 +46,20 @@ class ClipImage(FeatureExtractor):
         batch_size: int = 64,
     ) -> None:
         super().__init__(device=device, batch_size=batch_size)
-        if weights is None:
-            raise UserError(
-                f"feature extractor 'clip' needs weights=<local CLIP directory>; {_HOW_TO_GET}"
-            )
-        if not (Path(weights) / "config.json").is_file():
-            raise UserError(f"CLIP model directory not found at {weights}; {_HOW_TO_GET}")
-        from transformers import CLIPImageProcessor, CLIPModel
+        from transformers import CLIPModel
 
-        self.model = CLIPModel.from_pretrained(str(weights), local_files_only=True)
+        self.path = check_clip_dir(weights)
+        self.model = CLIPModel.from_pretrained(str(self.path), local_files_only=True)
         self.model = self.model.eval().to(self.device)
-        proc = CLIPImageProcessor.from_pretrained(str(weights), local_files_only=True)
-        crop = proc.crop_size
-        self.size = crop["height"] if isinstance(crop, dict) else int(crop)
-        self.mean = torch.tensor(proc.image_mean, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(proc.image_std, device=self.device).view(1, 3, 1, 1)
+        proc_file = self.path / "preprocessor_config.json"
+        proc = json.loads(proc_file.read_text()) if proc_file.is_file() else {}
+        crop = proc.get("crop_size", self.model.config.vision_config.image_size)
+        self.size = int(crop["height"] if isinstance(crop, dict) else crop)
+        self.mean = torch.tensor(proc.get("image_mean", _MEAN), device=self.device)
+        self.std = torch.tensor(proc.get("image_std", _STD), device=self.device)
         self.dim = int(self.model.config.projection_dim)
 
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
-        # Tensor version of CLIPImageProcessor: shortest side to size (bicubic), centre crop.
         x = to_channels(images, 3)
         h, w = x.shape[-2:]
         scale = self.size / min(h, w)
@@ -55,6 +67,10 @@ class ClipImage(FeatureExtractor):
         x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", antialias=True).clamp(0, 1)
         top, left = (new_h - self.size) // 2, (new_w - self.size) // 2
         x = x[:, :, top : top + self.size, left : left + self.size]
-        out = self.model.get_image_features(pixel_values=(x - self.mean) / self.std)
-        # transformers >= 5 returns a model output whose pooler_output is the projection.
-        return out if isinstance(out, torch.Tensor) else out.pooler_output
+        x = (x - self.mean.view(1, 3, 1, 1)) / self.std.view(1, 3, 1, 1)
+        return pooled(self.model.get_image_features(pixel_values=x))
+
+
+def pooled(out: object) -> torch.Tensor:
+    # transformers >= 5 returns a model output whose pooler_output is the projection.
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
