@@ -109,6 +109,9 @@ class PeftConfig:
 @dataclass
 class TrainConfig:
     steps: int = 40
+    """Optimizer steps of each search trial (paper: 3000)."""
+    retrain_steps: int = 120
+    """Optimizer steps when retraining the chosen mask on the full training split."""
     batch_size: int = 8
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -121,7 +124,7 @@ class TrainConfig:
     log_every: int = 10
 
     def __post_init__(self) -> None:
-        _positive(self, "steps", "batch_size", "lr", "log_every")
+        _positive(self, "steps", "retrain_steps", "batch_size", "lr", "log_every")
         _check(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
         _check(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
         _choice(self, "lr_schedule", ("constant", "cosine"))

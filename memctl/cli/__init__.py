@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -14,6 +15,8 @@ class _Group(click.Group):
     """Turns UserError into one clear line and exit code 2; other errors exit 1."""
 
     def invoke(self, ctx: click.Context):
+        # Medical data: everything memctl writes (caches, runs, reports) is owner-only.
+        os.umask(0o077)
         try:
             return super().invoke(ctx)
         except UserError as err:

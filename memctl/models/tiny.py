@@ -128,6 +128,9 @@ def build_tiny_pipeline(seed: int = 0):
 
 def write_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     """Writes the embedded pipeline as a standard diffusers directory (owner-only)."""
+    from memctl.models.load import quiet_libraries
+
+    quiet_libraries()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)

@@ -122,16 +122,16 @@ def train(
             optimizer.step()
             sched.step()
             optimizer.zero_grad(set_to_none=True)
-            result.losses.append(float(loss))
+            result.losses.append(loss.item())
             if log_file and (step % cfg.log_every == 0 or step == cfg.steps - 1):
                 elapsed = time.perf_counter() - start
                 log_file.write(json.dumps({
-                    "step": step, "loss": float(loss), "lr": sched.get_last_lr()[0],
+                    "step": step, "loss": result.losses[-1], "lr": sched.get_last_lr()[0],
                     "samples_per_s": (step + 1) * cfg.batch_size / elapsed, "dropped": 0,
                 }) + "\n")
                 log_file.flush()
             if on_step:
-                on_step(step + 1, cfg.steps, float(loss))
+                on_step(step + 1, cfg.steps, result.losses[-1])
     finally:
         if log_file:
             log_file.close()

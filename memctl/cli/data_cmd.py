@@ -1,0 +1,100 @@
+"""memctl model / data / cache / init: build and inspect inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from memctl.cli import main
+from memctl.cli.common import config_options, console, emit_json, progress_bar
+from memctl.config import Config
+from memctl.errors import UserError
+
+
+@main.group()
+def model() -> None:
+    """Model directories (diffusers format)."""
+
+
+@model.command("tiny")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--seed", default=0, show_default=True)
+def model_tiny(out_dir: str, seed: int) -> None:
+    """Write the embedded tiny SD-architecture pipeline to OUT_DIR."""
+    from memctl.models.tiny import write_tiny_model
+
+    path = write_tiny_model(out_dir, seed)
+    console.print(f"wrote embedded model to {path}")
+
+
+@main.group()
+def data() -> None:
+    """Datasets."""
+
+
+@data.command("synth")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--n", "n", default=240, show_default=True, help="Number of images.")
+@click.option("--seed", default=0, show_default=True)
+def data_synth(out_dir: str, n: int, seed: int) -> None:
+    """Write the built-in chest-X-ray-like dataset (PNGs + manifest.csv) to OUT_DIR."""
+    from memctl.data.synth import write_synth_dataset
+
+    if n < 1:
+        raise UserError(f"--n: must be >= 1, got {n}")
+    manifest = write_synth_dataset(out_dir, n=n, seed=seed)
+    console.print(f"wrote {n} images and {manifest}")
+
+
+@main.group()
+def cache() -> None:
+    """The HDF5 cache of latents and text embeddings."""
+
+
+@cache.command("build")
+@config_options
+def cache_build(cfg: Config, config_given: bool) -> None:
+    """Encode the dataset once (resumable); prints the cache path."""
+    from memctl.workspace import prepare
+
+    with progress_bar("caching") as update:
+        ws = prepare(cfg, progress=update)
+    info = ws.reader().info()
+    console.print(f"cache {ws.cache_path}: {info['usable']}/{info['images']} images, "
+                  f"{info['unique_captions']} captions, splits {info['splits']}")
+    if info["skipped"]:
+        console.print(f"[yellow]{len(info['skipped'])} skipped[/] (see `memctl cache info`)")
+
+
+@cache.command("info")
+@config_options
+@click.option("--json", "as_json", is_flag=True)
+def cache_info(cfg: Config, config_given: bool, as_json: bool) -> None:
+    """Show what the cache of this config holds, including skipped files and why."""
+    from memctl.workspace import open_workspace
+
+    info = open_workspace(cfg).reader().info()
+    if as_json:
+        emit_json(info)
+        return
+    for key, value in info.items():
+        if key != "skipped":
+            click.echo(f"{key:>18}: {value}")
+    click.echo(f"{'skipped':>18}: {len(info['skipped'])}")
+    for row in info["skipped"]:
+        click.echo(f"  {row['path']}: {row['reason']}")
+
+
+@main.command("init")
+@click.argument("path", default="memctl.yaml", type=click.Path(dir_okay=False))
+def init(path: str) -> None:
+    """Write a starter config (the embedded defaults, every field listed) to PATH."""
+    from memctl.config import dump_config
+
+    p = Path(path)
+    if p.exists():
+        raise UserError(f"{p}: already exists (not overwritten)")
+    dump_config(Config(), p, f"memctl search -c {p}")
+    console.print(f"wrote {p}; set model.path and data.path for your site, then "
+                  f"`memctl cache build -c {p}`")

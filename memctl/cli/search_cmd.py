@@ -1,0 +1,171 @@
+"""memctl search / worker / status."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+from rich.table import Table
+
+from memctl.cli import main
+from memctl.cli.common import config_options, console, emit_json, progress_bar
+from memctl.config import EXECUTORS, METHODS, SPACES, Config
+from memctl.errors import UserError
+
+
+def _apply_flags(cfg: Config, **flags) -> Config:
+    """Command-line flags win over the config file."""
+    search = {k: v for k, v in flags.items()
+              if v is not None and k in {f.name for f in dataclasses.fields(cfg.search)}}
+    slurm = {"partition": flags["partition"]} if flags.get("partition") else {}
+    if flags.get("container"):
+        slurm["container"] = flags["container"]
+    peft = {k: v for k, v in (("method", flags.get("method")), ("space", flags.get("space")))
+            if v}
+    return dataclasses.replace(
+        cfg,
+        search=dataclasses.replace(cfg.search, **search),
+        slurm=dataclasses.replace(cfg.slurm, **slurm),
+        peft=dataclasses.replace(cfg.peft, **peft),
+    )
+
+
+def _parse_bits(text: str) -> list[int]:
+    bits = text.replace(",", "").strip()
+    if not bits or set(bits) - {"0", "1"}:
+        raise UserError(f"--enqueue {text!r}: expected a string of 0/1 bits")
+    return [int(b) for b in bits]
+
+
+@main.command()
+@config_options
+@click.option("--trials", type=int, help="Complete trials the study should hold.")
+@click.option("--workers", type=int, help="Worker jobs (a SLURM array of this size).")
+@click.option("--partition", help="SLURM partition.")
+@click.option("--executor", type=click.Choice(EXECUTORS))
+@click.option("--storage", help="SQLAlchemy URL or *.journal file (default: sqlite in run_dir).")
+@click.option("--study", help="Study name.")
+@click.option("--space", type=click.Choice(SPACES))
+@click.option("--method", type=click.Choice(METHODS))
+@click.option("--container", help="Apptainer image every job runs in.")
+@click.option("--enqueue", multiple=True, help="Extra mask to evaluate first, e.g. 1010...")
+@click.option("--follow/--detach", default=True, show_default=True,
+              help="Follow progress until done, or return after submitting.")
+@click.option("--json", "as_json", is_flag=True)
+def search(cfg: Config, config_given: bool, enqueue: tuple[str, ...], follow: bool,
+           as_json: bool, **flags) -> None:
+    """Search masks with NSGA-II; each worker job runs trials of one shared study."""
+    from memctl.search.head import run_search
+
+    cfg = _apply_flags(cfg, **flags)
+    if cfg.search.trials < 1 or cfg.search.workers < 1:
+        raise UserError("--trials and --workers must be >= 1")
+    masks = [_parse_bits(m) for m in enqueue]
+    console.print(f"study [bold]{cfg.search.study}[/]: {cfg.search.trials} trials, "
+                  f"{cfg.search.workers} workers ({cfg.search.executor}), "
+                  f"method {cfg.peft.method}/{cfg.peft.space}")
+    with progress_bar("caching") as cache_update, progress_bar("trials") as trial_update:
+        def on_poll(c) -> None:
+            trial_update(c.complete, cfg.search.trials,
+                         f"running {c.running} failed {c.failed}")
+
+        result = run_search(cfg, follow=follow, enqueue=masks, progress=cache_update,
+                            on_poll=on_poll)
+    summary = {"study": result.study, "storage": result.storage, "jobs": result.job_ids,
+               "complete": result.counts.complete, "failed": result.counts.failed,
+               "running": result.counts.running, "worker_errors": result.worker_errors,
+               "job_folder": result.submitit_folder,
+               "report": f"{cfg.run_dir}/reports/{result.study}"}
+    if as_json:
+        emit_json(summary)
+    else:
+        verb = "finished" if follow else "submitted"
+        console.print(f"search {verb}: {result.counts.complete} complete, "
+                      f"{result.counts.failed} failed; study {result.study!r} in "
+                      f"{result.storage}")
+        for err in result.worker_errors:
+            console.print(f"[red]worker error[/] {err}")
+        console.print(f"next: `memctl status`, `memctl retrain --best`, `memctl report` "
+                      f"(writes {summary['report']}/report.html)")
+
+
+@main.command(hidden=True)
+@config_options
+@click.option("--storage", required=True)
+@click.option("--study", required=True)
+@click.option("--trials", type=int, required=True)
+@click.option("--index", type=int, default=None,
+              help="Worker index (default: SLURM_ARRAY_TASK_ID or 0); seeds the sampler.")
+def worker(cfg: Config, config_given: bool, storage: str, study: str, trials: int,
+           index: int | None) -> None:
+    """Run trials of an existing study until it is full (what each job runs)."""
+    import os
+
+    from memctl.search.objective import TrialContext
+    from memctl.search.study import load_study
+    from memctl.search.worker import WorkerSpec, run_worker
+    from memctl.workspace import proxy_set
+
+    cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, study=study))
+    attrs = load_study(cfg, storage).user_attrs
+    if "config" not in attrs:
+        raise UserError(f"study {study!r} was not created by `memctl search`")
+    from memctl.config import config_from_dict
+    from memctl.data.cache import CacheReader
+
+    cfg = config_from_dict(attrs["config"])
+    proxy = proxy_set(cfg, CacheReader(attrs["cache_path"]))
+    ctx = TrialContext(attrs["model_dir"], attrs["cache_path"], proxy.train_indices,
+                       proxy.dmem_indices, int(attrs["n_bits"]), list(attrs["block_names"]))
+    if index is None:
+        index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
+    summary = run_worker(WorkerSpec(cfg.to_dict(), storage, ctx, trials, index))
+    emit_json(summary)
+
+
+@main.command()
+@config_options
+@click.option("--study", help="Study name (default: search.study of the config).")
+@click.option("--storage", help="Storage URL (default: search.storage of the config).")
+@click.option("--json", "as_json", is_flag=True)
+def status(cfg: Config, config_given: bool, study: str | None, storage: str | None,
+           as_json: bool) -> None:
+    """Trials by state, failures with reasons, and the current Pareto front."""
+    from memctl.report.collect import collect
+    from memctl.search.study import load_study, mask_url, storage_url
+
+    cfg = _apply_flags(cfg, study=study, storage=storage)
+    url = storage_url(cfg)
+    snap = collect(load_study(cfg, url), mask_url(url))
+    if as_json:
+        emit_json({
+            "study": snap.name, "storage": snap.storage, "counts": snap.counts,
+            "hypervolume": snap.hypervolume, "trials_per_hour": snap.trials_per_hour,
+            "picked": snap.picked,
+            "front": [dataclasses.asdict(r) for r in snap.front],
+            "failed": [dataclasses.asdict(r) for r in snap.rows if r.state == "FAIL"],
+            "running": [dataclasses.asdict(r) for r in snap.rows if r.state == "RUNNING"],
+        })
+        return
+    counts = ", ".join(f"{k.lower()} {v}" for k, v in snap.counts.items() if v) or "no trials"
+    console.print(f"study [bold]{snap.name}[/] ({snap.method}/{snap.space}) in {snap.storage}: "
+                  f"{counts}")
+    if snap.hypervolume is not None:
+        console.print(f"hypervolume {snap.hypervolume:.4f}"
+                      + (f", {snap.trials_per_hour:.1f} trials/hour"
+                         if snap.trials_per_hour else ""))
+    table = Table(title="Pareto front")
+    for col in ("trial", "mask", "d_mem", "fid", "trainable", "picked"):
+        table.add_column(col)
+    for r in sorted(snap.front, key=lambda r: r.d_mem):
+        table.add_row(str(r.number), r.mask, f"{r.d_mem:.4f}", f"{r.fid:.2f}",
+                      f"{r.trainable:,}" if r.trainable is not None else "",
+                      "*" if r.picked else "")
+    console.print(table)
+    for r in snap.rows:
+        if r.state == "RUNNING":
+            console.print(f"running: trial {r.number} on {r.node or '?'} "
+                          f"job {r.slurm_job_id or '-'}")
+        if r.state == "FAIL":
+            console.print(f"[red]failed[/]: trial {r.number} mask {r.mask}: {r.error} "
+                          f"{('log ' + r.log) if r.log else ''}")

@@ -1,0 +1,54 @@
+"""Writes report.html (self-contained), report.md, pareto.png, trials.csv and trials.json."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import jinja2
+
+from memctl.report.collect import StudySnapshot, TrialRow
+from memctl.report.figures import pareto_scatter
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("memctl.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+    keep_trailing_newline=True,
+)
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def write_report(snap: StudySnapshot, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(out_dir, 0o700)
+    png = pareto_scatter(snap)
+    front = sorted(snap.front, key=lambda r: r.d_mem or 0.0)
+    failed = [r for r in snap.rows if r.state == "FAIL"]
+    ctx = dict(s=snap, front=front, failed=failed, png=base64.b64encode(png).decode())
+    paths = {name: out_dir / name for name in
+             ("report.html", "report.md", "pareto.png", "trials.csv", "trials.json")}
+    _write(paths["pareto.png"], png)
+    _write(paths["report.html"], _ENV.get_template("report.html.j2").render(**ctx))
+    _write(paths["report.md"], _ENV.get_template("report.md.j2").render(**ctx))
+    rows = [dataclasses.asdict(r) for r in snap.rows]
+    fields = [f.name for f in dataclasses.fields(TrialRow)]
+    tmp = paths["trials.csv"].with_name("trials.csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, paths["trials.csv"])
+    summary = {k: v for k, v in dataclasses.asdict(snap).items() if k != "rows"}
+    _write(paths["trials.json"], json.dumps({**summary, "trials": rows}, indent=2, default=str))
+    return paths

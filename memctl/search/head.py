@@ -1,0 +1,160 @@
+"""The search head: prepare once, create the study once, submit workers, follow the study.
+
+Progress is read from the study's storage (the source of truth), not from the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from memctl import __version__, peft
+from memctl.config import Config
+from memctl.launch.executors import make_executor
+from memctl.search.objective import TrialContext, real_stats
+from memctl.search.space import params_from_mask
+from memctl.search.study import create_study, mask_url, storage_url
+from memctl.search.worker import WorkerSpec, run_worker
+from memctl.workspace import Progress, prepare, proxy_set
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyCounts:
+    complete: int = 0
+    running: int = 0
+    failed: int = 0
+    waiting: int = 0
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> StudyCounts:
+        c = cls()
+        for t in study.get_trials(deepcopy=False):
+            if t.state == TrialState.COMPLETE:
+                c.complete += 1
+            elif t.state == TrialState.RUNNING:
+                c.running += 1
+            elif t.state == TrialState.FAIL:
+                c.failed += 1
+            elif t.state == TrialState.WAITING:
+                c.waiting += 1
+        return c
+
+
+@dataclass
+class SearchResult:
+    study: str
+    storage: str
+    """Masked storage URL, safe to print."""
+    counts: StudyCounts
+    job_ids: list[str] = field(default_factory=list)
+    worker_errors: list[str] = field(default_factory=list)
+    submitit_folder: str = ""
+
+
+def build_context(cfg: Config, progress: Progress | None = None) -> TrialContext:
+    """Prepares model, data and cache and resolves everything a worker needs."""
+    ws = prepare(cfg, progress)
+    reader = ws.reader()
+    proxy = proxy_set(cfg, reader)
+    from memctl.models.load import load_components
+
+    unet = load_components(ws.model_dir, text=False).unet
+    return TrialContext(
+        model_dir=str(ws.model_dir.resolve()),
+        cache_path=str(ws.cache_path.resolve()),
+        train_indices=proxy.train_indices,
+        dmem_indices=proxy.dmem_indices,
+        n_bits=peft.num_bits(unet, cfg.peft.space),
+        block_names=peft.block_names(unet, cfg.peft.space),
+    )
+
+
+def setup_study(cfg: Config, ctx: TrialContext, url: str,
+                enqueue: Sequence[Sequence[int]] = ()) -> optuna.Study:
+    study = create_study(cfg, url)
+    attrs = study.user_attrs
+    if "config" not in attrs:  # first head: record what this study searches
+        study.set_user_attr("config", cfg.to_dict())
+        study.set_user_attr("memctl_version", __version__)
+        study.set_user_attr("n_bits", ctx.n_bits)
+        study.set_user_attr("block_names", ctx.block_names)
+        study.set_user_attr("dmem_indices", ctx.dmem_indices)
+        study.set_user_attr("model_dir", ctx.model_dir)
+        study.set_user_attr("cache_path", ctx.cache_path)
+    elif attrs.get("n_bits") != ctx.n_bits or attrs["config"]["peft"] != cfg.to_dict()["peft"]:
+        from memctl.errors import UserError
+
+        raise UserError(f"study {cfg.search.study!r} was created for another search space "
+                        f"({attrs['config']['peft']}); use another --study name")
+    masks = [list(m) for m in enqueue]
+    if cfg.search.enqueue_baseline:
+        masks.insert(0, [1] * ctx.n_bits)
+    for bits in masks:
+        if len(bits) != ctx.n_bits:
+            from memctl.errors import UserError
+
+            raise UserError(f"--enqueue {''.join(map(str, bits))}: expected {ctx.n_bits} bits")
+        study.enqueue_trial(params_from_mask(bits), skip_if_exists=True)
+    return study
+
+
+def run_search(
+    cfg: Config,
+    *,
+    follow: bool = True,
+    enqueue: Sequence[Sequence[int]] = (),
+    progress: Progress | None = None,
+    on_poll: Callable[[StudyCounts], None] | None = None,
+    poll_s: float = 2.0,
+) -> SearchResult:
+    ctx = build_context(cfg, progress)
+    url = storage_url(cfg)
+    study = setup_study(cfg, ctx, url, enqueue)
+    # Real-image statistics once here, so workers never race to write them.
+    from memctl.data.cache import CacheReader
+    from memctl.metrics.features import get_extractor
+
+    real_stats(CacheReader(ctx.cache_path), "val",
+               get_extractor(cfg.eval.extractor, cfg.eval.extractor_weights or None),
+               cfg.model.resolution)
+    folder = Path(cfg.run_dir) / "jobs" / cfg.search.study / time.strftime("%Y%m%d-%H%M%S")
+    workers = cfg.search.workers
+    if cfg.search.executor == "slurm":
+        threads = cfg.slurm.cpus_per_task
+    else:  # local workers share this machine's cores
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    executor = make_executor(cfg.search.executor, folder, cfg.slurm,
+                             name=f"memctl-{cfg.search.study}", workers=workers,
+                             threads_per_worker=threads)
+    specs = [WorkerSpec(cfg.to_dict(), url, ctx, cfg.search.trials, i) for i in range(workers)]
+    jobs = executor.map_array(run_worker, specs)
+    result = SearchResult(cfg.search.study, mask_url(url), StudyCounts.of(study),
+                          [str(j.job_id) for j in jobs], submitit_folder=str(folder))
+    if not follow:
+        return result
+    if cfg.search.executor == "debug":  # debug jobs run in this process when asked for results
+        for j in jobs:
+            j.result()
+    while not all(j.done() for j in jobs):
+        counts = StudyCounts.of(study)
+        if on_poll:
+            on_poll(counts)
+        time.sleep(poll_s)
+    for j in jobs:
+        try:
+            j.result()
+        except Exception as err:  # a worker died: its trials are failed/retried, report it
+            result.worker_errors.append(f"job {j.job_id}: {str(err).strip().splitlines()[-1]}")
+    result.counts = StudyCounts.of(study)
+    if on_poll:
+        on_poll(result.counts)
+    return result

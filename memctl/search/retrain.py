@@ -1,0 +1,88 @@
+"""Retrain a chosen mask on the full training split and export a stock diffusers pipeline.
+
+The run directory holds everything needed to reuse or audit the result:
+
+    pipeline/          merged weights; loads in StableDiffusionPipeline without memctl
+    adapter.safetensors  only the trained tensors (resume / re-apply)
+    mask.json          method, space, bits, block names, parameter counts
+    config.yaml        the exact config, headed by the command that reproduces it
+    metrics.json       d_mem (D_mem prompts) and FID on the test split, training summary
+    metrics.jsonl      training log
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from memctl.config import Config, dump_config
+from memctl.data.cache import CacheReader, write_json
+from memctl.errors import UserError
+from memctl.train.loop import StepCallback
+from memctl.workspace import make_private_dir
+
+
+@dataclass
+class RetrainResult:
+    out_dir: Path
+    bits: list[int]
+    metrics: dict
+
+
+def mask_record(cfg: Config, bits: Sequence[int], block_names: Sequence[str], counts: dict,
+                source: str) -> dict:
+    return {"method": cfg.peft.method, "space": cfg.peft.space, "always": list(cfg.peft.always),
+            "bits": "".join(map(str, bits)), "block_names": list(block_names),
+            "trainable": counts["trainable"], "total": counts["total"],
+            "percent": counts["percent"], "source": source}
+
+
+def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int],
+            dmem_indices: Sequence[int], block_names: Sequence[str], out_dir: Path,
+            source: str, command: str, on_step: StepCallback | None = None) -> RetrainResult:
+    from memctl.models.load import load_pipeline
+    from memctl.search.objective import fine_tune, score
+
+    if out_dir.exists() and (out_dir / "metrics.json").exists():
+        raise UserError(f"{out_dir}: already holds a finished retrain (choose another --out)")
+    make_private_dir(out_dir)
+    start = time.perf_counter()
+    reader = CacheReader(cache_path)
+    train_idx = reader.usable("train")
+    if not train_idx:
+        raise UserError(f"{cache_path}: the training split is empty")
+    retrain_cfg = dataclasses.replace(cfg.train, steps=cfg.train.retrain_steps)
+    run_cfg = dataclasses.replace(cfg, train=retrain_cfg)
+    tuned = fine_tune(run_cfg, model_dir, bits, reader, train_idx, out_dir, on_step)
+    d_mem, fid, n_fid = score(tuned.comps, reader, run_cfg, dmem_indices, split="test")
+
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous().cpu() for k, v in tuned.adapter.state_dict().items()},
+              str(out_dir / "adapter.safetensors"))
+    unet = tuned.adapter.merge()
+    pipe = load_pipeline(model_dir)
+    pipe.unet = unet
+    pipe.register_modules(unet=unet)
+    tmp = out_dir / "pipeline.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    os.replace(tmp, out_dir / "pipeline")
+
+    record = mask_record(run_cfg, bits, block_names, tuned.counts, source)
+    write_json(out_dir / "mask.json", record)
+    dump_config(run_cfg, out_dir / "config.yaml", command)
+    metrics = {
+        "mask": record["bits"], "d_mem": d_mem, "fid_test": fid, "n_fid": n_fid,
+        "trainable": tuned.counts["trainable"], "total": tuned.counts["total"],
+        "train_steps": retrain_cfg.steps, "train_images": len(train_idx),
+        "final_loss": tuned.result.losses[-1] if tuned.result.losses else None,
+        "seconds": round(time.perf_counter() - start, 1), "source": source,
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    return RetrainResult(out_dir, list(bits), metrics)

@@ -1,0 +1,118 @@
+"""Study storage and sampler.
+
+The head process creates storage tables and the study exactly once (concurrent creation on
+an empty database races: duplicate CREATE TYPE / table exists); workers only load it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import optuna
+from optuna.samplers import NSGAIISampler
+import warnings
+
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from memctl.config import Config
+from memctl.errors import UserError
+
+log = logging.getLogger(__name__)
+# Heartbeats and metric names are marked experimental; they are what we rely on, knowingly.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+OBJECTIVES = ("d_mem", "fid")
+DIRECTIONS = ("minimize", "minimize")
+
+
+def default_storage_url(cfg: Config) -> str:
+    return f"sqlite:///{(cfg.run_path / 'studies.db').resolve()}"
+
+
+def storage_url(cfg: Config) -> str:
+    return cfg.search.storage or default_storage_url(cfg)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, for printing and logs."""
+    if "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL: mask anything between ':' and '@'
+        scheme, rest = url.split("://", 1)
+        if "@" in rest and ":" in rest.split("@", 1)[0]:
+            user = rest.split("@", 1)[0].split(":", 1)[0]
+            return f"{scheme}://{user}:***@{rest.split('@', 1)[1]}"
+        return url
+
+
+def _is_journal(url: str) -> bool:
+    return url.startswith("journal:") or url.endswith(".journal") or url.endswith(".log")
+
+
+def make_storage(url: str, cfg: Config, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+    """Storage from a URL: SQLAlchemy URLs -> RDBStorage, `*.journal` -> journal file."""
+    if _is_journal(url):
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
+
+        path = url.removeprefix("journal:")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+    if "://" not in url:
+        raise UserError(f"search.storage: {url!r} is neither an SQLAlchemy URL nor a *.journal file")
+    if url.startswith("sqlite"):
+        engine_kwargs: dict = {"connect_args": {"timeout": 120}}
+    else:  # one process holds few connections; hundreds of workers share one server
+        engine_kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True,
+                         "pool_recycle": 600}
+    kwargs: dict = {}
+    if heartbeat:
+        kwargs = dict(
+            heartbeat_interval=cfg.search.heartbeat_s,
+            grace_period=cfg.search.heartbeat_s * 2,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                max_retry=cfg.search.max_retries),
+        )
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except ImportError as err:
+        raise UserError(f"search.storage {mask_url(url)}: driver missing ({err})") from None
+    except Exception as err:  # sqlalchemy errors carry the URL: never print it unmasked
+        msg = str(err).splitlines()[0].replace(url, mask_url(url))
+        raise UserError(f"search.storage {mask_url(url)}: cannot open ({msg})") from None
+
+
+def make_sampler(cfg: Config, worker_index: int = 0) -> NSGAIISampler:
+    """Each worker gets its own seed: the same seed in N workers proposes identical masks."""
+    return NSGAIISampler(
+        population_size=cfg.search.population_size,
+        crossover_prob=cfg.search.crossover_prob,
+        mutation_prob=cfg.search.mutation_prob or None,
+        seed=cfg.search.seed + worker_index,
+    )
+
+
+def create_study(cfg: Config, url: str) -> optuna.Study:
+    """Head only: creates (or reopens) the study and records what it searches."""
+    storage = make_storage(url, cfg)
+    study = optuna.create_study(
+        storage=storage, study_name=cfg.search.study, directions=list(DIRECTIONS),
+        sampler=make_sampler(cfg), load_if_exists=True,
+    )
+    if study.metric_names is None:
+        study.set_metric_names(list(OBJECTIVES))
+    return study
+
+
+def load_study(cfg: Config, url: str, worker_index: int = 0) -> optuna.Study:
+    storage = make_storage(url, cfg)
+    try:
+        return optuna.load_study(study_name=cfg.search.study, storage=storage,
+                                 sampler=make_sampler(cfg, worker_index))
+    except KeyError:
+        raise UserError(f"study {cfg.search.study!r} not found in {mask_url(url)}") from None

@@ -1,0 +1,46 @@
+"""Shared fixtures: the embedded model, dataset and cache, built once per test session."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from memctl.config import Config, load_config
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_config(run_dir: Path, **sections) -> Config:
+    """The embedded default shrunk further so a trial takes a few seconds."""
+    cfg = load_config(None, [
+        f"run_dir={run_dir}", "data.synth_n=60", "data.dmem_size=4", "data.dmem_repeats=4",
+        "train.steps=6", "train.retrain_steps=6", "train.batch_size=4", "train.lr=1e-3",
+        "eval.fid_samples=6", "eval.num_inference_steps=3", "eval.dmem_timesteps=[200,700]",
+        "eval.dmem_noise_seeds=1", "search.population_size=2",
+    ])
+    for name, changes in sections.items():
+        cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **changes)})
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from memctl.models.tiny import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, tiny_model_dir):
+    """(cfg, workspace) with the small synthetic dataset cached against the tiny model."""
+    from memctl.workspace import prepare
+
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = small_config(run_dir)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, path=str(tiny_model_dir)))
+    return cfg, prepare(cfg)
