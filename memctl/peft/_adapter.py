@@ -117,8 +117,9 @@ def apply(
             raise UserError(f"always: unknown group {group!r}; choose from {', '.join(ALWAYS)}")
     m = make(method, **options)
 
-    targets = [(s.name, t) for s, b in zip(lay.slots, bits, strict=True) if b for t in s.targets]
-    targets += lay.fixed_on
+    # Fixed targets first: a parameter trained whatever the bits is owned by no slot.
+    targets = list(lay.fixed_on)
+    targets += [(s.name, t) for s, b in zip(lay.slots, bits, strict=True) if b for t in s.targets]
     targets += [(g, Target(p, "extra")) for g in always for p in ALWAYS[g](unet)]
     if m.trains_outside and not lay.has_rest():
         targets.append(("remainder", Target("", "rest", exclude=lay.covered())))

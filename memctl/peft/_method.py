@@ -62,4 +62,7 @@ def make(name: str, **options) -> Method:
         cls = METHODS[name]
     except KeyError:
         raise UserError(f"method: unknown {name!r}; choose from {', '.join(METHODS)}") from None
-    return cls(**options)
+    try:
+        return cls(**options)
+    except TypeError as err:  # an unknown keyword
+        raise UserError(f"method {name}: bad option(s) {sorted(options)}: {err}") from None

@@ -19,3 +19,7 @@ def attention_projections(attn: nn.Module) -> dict[str, nn.Linear]:
 
 def is_transformer_model(m: nn.Module) -> bool:
     return hasattr(m, "transformer_blocks")
+
+
+def is_transformer_block(m: nn.Module) -> bool:
+    return all(hasattr(m, a) for a in ("attn1", "ff", "norm1"))
