@@ -48,9 +48,12 @@ def test_generate_collects_the_same_d_mem(unet, vae, scheduler, embeds):
 def test_empty_prompt_gives_zero(unet, scheduler, embeds):
     _, empty = embeds
     prompts = empty.expand(2, -1, -1)
-    assert d_mem(unet, prompts, empty, scheduler, num_inference_steps=2) == pytest.approx(0.0)
+    assert d_mem(unet, prompts, empty, scheduler, num_inference_steps=2) == pytest.approx(
+        0.0, abs=1e-5
+    )
     latents = torch.randn(2, 4, 8, 8)
-    assert d_mem_noised(unet, latents, prompts, empty, scheduler) == pytest.approx(0.0)
+    # Not exactly 0: batched kernels may round the cond and uncond rows differently.
+    assert d_mem_noised(unet, latents, prompts, empty, scheduler) == pytest.approx(0.0, abs=1e-5)
 
 
 def test_noised_d_mem_matches_explicit_loops(unet, scheduler, embeds):
