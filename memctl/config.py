@@ -58,15 +58,29 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "resolution")
-        _check(self.resolution % 8 == 0, "resolution", f"must be a multiple of 8, got {self.resolution}")
+        _check(self.resolution % 8 == 0, "resolution",
+               f"must be a multiple of 8, got {self.resolution}")
 
 
 @dataclass
 class DataConfig:
     source: str = "synth"
-    """synth (built-in), csv (manifest with path, caption[, subject_id, split])."""
+    """synth (built-in), csv (manifest with path, caption[, subject_id, split]), mimic
+    (MIMIC-CXR-JPG with reports), imagefolder (one folder per class)."""
     path: str = ""
-    """CSV manifest for `csv`; for `synth` the folder to write to (default under run_dir)."""
+    """csv: the manifest; mimic: the MIMIC-CXR-JPG root; imagefolder: the root folder;
+    synth: the folder to write to (default under run_dir)."""
+    reports_path: str = ""
+    """mimic: folder (holding files/pXX/...) or mimic-cxr-reports.zip; default: data.path."""
+    views: list[str] = field(default_factory=lambda: ["PA", "AP"])
+    """mimic: ViewPosition values to keep (frontal by default); empty: every view."""
+    caption_template: str = "a photo of a {class}"
+    """imagefolder: caption of each image; {class} is its class name."""
+    class_names: str = ""
+    """imagefolder: folder name -> class name mapping (JSON, CSV/TSV or "id name" lines)."""
+    official_split: bool = True
+    """Use the source's official split (MIMIC split file, imagefolder train/val/test folders)
+    where it has one; false: draw every subject's split from split_seed."""
     synth_n: int = 240
     """Number of images the built-in dataset holds."""
     val_fraction: float = 0.15
@@ -79,19 +93,34 @@ class DataConfig:
     dmem_repeats: int = 10
     """How often each D_mem pair is repeated in the proxy set (paper: 50)."""
     dmem_strategy: str = "longest"
-    """longest (most caption tokens), random, or frequent (most shared caption)."""
+    """longest (most caption tokens), random, frequent (most shared caption), or file."""
+    dmem_file: str = ""
+    """dmem_strategy file: image ids, paths or file stems (MIMIC dicom_id), one per line."""
     cache_batch_size: int = 32
+    cache_workers: int = 0
+    """Threads decoding images while the cache builds; 0: min(8, CPU count)."""
 
     def __post_init__(self) -> None:
-        _choice(self, "source", ("synth", "csv"))
-        _check(self.source != "csv" or bool(self.path), "path", "required when source is csv")
+        from memctl.data.sources import SOURCES
+
+        _choice(self, "source", tuple(SOURCES))
+        _check(self.source == "synth" or bool(self.path), "path",
+               f"required when source is {self.source}")
         for name in ("val_fraction", "test_fraction", "proxy_fraction"):
             value = getattr(self, name)
             _check(0 <= value < 1, name, f"must be in [0, 1), got {value!r}")
         _check(self.val_fraction + self.test_fraction < 1, "val_fraction",
                "val_fraction + test_fraction must be < 1")
         _positive(self, "synth_n", "dmem_size", "dmem_repeats", "cache_batch_size")
-        _choice(self, "dmem_strategy", ("longest", "random", "frequent"))
+        _check(self.cache_workers >= 0, "cache_workers", f"must be >= 0, got {self.cache_workers}")
+        _choice(self, "dmem_strategy", ("longest", "random", "frequent", "file"))
+        _check(self.dmem_strategy != "file" or bool(self.dmem_file), "dmem_file",
+               "required when dmem_strategy is file")
+        try:
+            self.caption_template.format(**{"class": "x"})
+        except (KeyError, IndexError, ValueError) as err:
+            raise _Invalid("caption_template", f"must use only {{class}}, got "
+                                               f"{self.caption_template!r} ({err!r})") from None
 
 
 @dataclass
@@ -122,13 +151,47 @@ class TrainConfig:
     engine: str = "torch"
     """torch (plain loop) or deepspeed."""
     log_every: int = 10
+    precision: str = "fp32"
+    """fp32, or bf16: frozen weights and activations in bf16, trainable weights fp32 masters."""
+    grad_accum: int = 1
+    """Micro-batches of batch_size (per rank) accumulated into one optimizer step."""
+    gradient_checkpointing: bool = False
+    zero_stage: int = 0
+    """DeepSpeed ZeRO stage 0, 1 or 2 (engine deepspeed)."""
+    deepspeed_config: str = ""
+    """DeepSpeed JSON (path, or a name in configs/deepspeed/) merged over the generated one."""
+    checkpoint_every: int = 0
+    """Optimizer steps between checkpoints in the run folder; 0: none (no resume)."""
+    keep_checkpoints: int = 2
+    mitigation: str = "none"
+    """none, rwa (random word augmentation of captions) or threshold (drop high-d_mem samples)."""
+    rwa_prob: float = 0.1
+    """rwa: probability that an access to a caption is augmented."""
+    rwa_tokens: int = 2
+    """rwa: random vocabulary tokens inserted into an augmented caption."""
+    threshold: float = 0.0
+    """threshold: fixed drop threshold on ||eps(x_t, c) - eps(x_t, empty)||; 0: calibrate."""
+    threshold_quantile: float = 0.9
+    """threshold: when calibrating, drop samples at or above this quantile of the first steps."""
+    threshold_calibration_steps: int = 4
 
     def __post_init__(self) -> None:
-        _positive(self, "steps", "retrain_steps", "batch_size", "lr", "log_every")
+        _positive(self, "steps", "retrain_steps", "batch_size", "lr", "log_every", "grad_accum",
+                  "keep_checkpoints", "rwa_tokens", "threshold_calibration_steps")
         _check(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
         _check(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
         _choice(self, "lr_schedule", ("constant", "cosine"))
         _choice(self, "engine", ("torch", "deepspeed"))
+        _choice(self, "precision", ("fp32", "bf16"))
+        _check(self.zero_stage in (0, 1, 2), "zero_stage",
+               f"must be 0, 1 or 2, got {self.zero_stage!r}")
+        _check(self.checkpoint_every >= 0, "checkpoint_every",
+               f"must be >= 0, got {self.checkpoint_every}")
+        _choice(self, "mitigation", ("none", "rwa", "threshold"))
+        _check(0 <= self.rwa_prob <= 1, "rwa_prob", f"must be in [0, 1], got {self.rwa_prob}")
+        _check(self.threshold >= 0, "threshold", f"must be >= 0, got {self.threshold}")
+        _check(0 < self.threshold_quantile <= 1, "threshold_quantile",
+               f"must be in (0, 1], got {self.threshold_quantile}")
 
 
 @dataclass
@@ -148,9 +211,11 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "fid_samples", "num_inference_steps", "dmem_noise_seeds", "batch_size")
-        _check(self.guidance_scale >= 1, "guidance_scale", f"must be >= 1, got {self.guidance_scale}")
+        _check(self.guidance_scale >= 1, "guidance_scale",
+               f"must be >= 1, got {self.guidance_scale}")
         _check(bool(self.dmem_timesteps) and all(0 <= t < 1000 for t in self.dmem_timesteps),
-               "dmem_timesteps", f"must be a non-empty list in [0, 1000), got {self.dmem_timesteps}")
+               "dmem_timesteps",
+               f"must be a non-empty list in [0, 1000), got {self.dmem_timesteps}")
 
 
 @dataclass

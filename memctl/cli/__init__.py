@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 import click
 
 from memctl import __version__
+from memctl.cli.output import results_to
 from memctl.errors import UserError
 
 
@@ -18,7 +20,10 @@ class _Group(click.Group):
         # Medical data: everything memctl writes (caches, runs, reports) is owner-only.
         os.umask(0o077)
         try:
-            return super().invoke(ctx)
+            # Libraries (DeepSpeed's logger among them) print to stdout; keep stdout for
+            # results (`--json`), which emit_json writes to the real stream.
+            with results_to(sys.stdout), contextlib.redirect_stdout(sys.stderr):
+                return super().invoke(ctx)
         except UserError as err:
             click.echo(f"memctl: error: {err}", err=True)
             sys.exit(UserError.exit_code)

@@ -1,3 +1,8 @@
 """Registers every command family on the main group."""
 
-from memctl.cli import data_cmd, run_cmd, search_cmd  # noqa: F401
+from memctl.cli import (  # noqa: F401
+    data_cmd,
+    peft_cmd,  # noqa: F401
+    run_cmd,
+    search_cmd,
+)

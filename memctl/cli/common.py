@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from memctl.cli.output import emit
 from memctl.config import Config, load_config
 
 console = Console(stderr=True)
@@ -46,7 +47,7 @@ def config_options(func: Callable) -> Callable:
 
 
 def emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
+    emit(json.dumps(obj, indent=2, default=str))
 
 
 @contextmanager

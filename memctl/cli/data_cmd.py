@@ -8,6 +8,7 @@ import click
 
 from memctl.cli import main
 from memctl.cli.common import config_options, console, emit_json, progress_bar
+from memctl.cli.output import emit
 from memctl.config import Config
 from memctl.errors import UserError
 
@@ -80,10 +81,10 @@ def cache_info(cfg: Config, config_given: bool, as_json: bool) -> None:
         return
     for key, value in info.items():
         if key != "skipped":
-            click.echo(f"{key:>18}: {value}")
-    click.echo(f"{'skipped':>18}: {len(info['skipped'])}")
+            emit(f"{key:>18}: {value}")
+    emit(f"{'skipped':>18}: {len(info['skipped'])}")
     for row in info["skipped"]:
-        click.echo(f"  {row['path']}: {row['reason']}")
+        emit(f"  {row['path']}: {row['reason']}")
 
 
 @main.command("init")

@@ -67,7 +67,8 @@ def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | Non
                 raise UserError(f"--trial {trial_number}: no complete trial with that number")
             chosen = matches[0]
         bits = mask_from_params(chosen.params, int(attrs["n_bits"]))
-        blocks, source = list(attrs.get("block_names", [])), f"study {st.study_name} trial {chosen.number}"
+        blocks = list(attrs.get("block_names", []))
+        source = f"study {st.study_name} trial {chosen.number}"
         model_dir, cache_path = attrs["model_dir"], attrs["cache_path"]
         dmem = list(attrs["dmem_indices"])
         name = f"{st.study_name}-trial{chosen.number}"

@@ -20,6 +20,12 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "DS_ACCELERATOR" not in os.environ:
+        # Spares DeepSpeed's "unable to detect GPU" warning on CPU-only hosts.
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ["DS_ACCELERATOR"] = "cpu"
     import diffusers.utils.logging as dlog
     import transformers.utils.logging as tlog
 

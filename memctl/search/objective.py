@@ -27,6 +27,7 @@ from memctl.metrics.features import FeatureExtractor, get_extractor
 from memctl.metrics.sampling import generate
 from memctl.models.load import Components, load_components
 from memctl.train.loop import StepCallback, TrainResult, train
+from memctl.train.mitigations import prompt_captions
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +145,15 @@ def fine_tune(cfg: Config, model_dir: str, bits: Sequence[int], reader: CacheRea
               ) -> FineTuned:
     """Fine-tunes a freshly loaded U-Net restricted to `bits` on the given cache rows."""
     torch.manual_seed(cfg.train.seed)
-    comps = load_components(model_dir, text=False)
+    rwa = cfg.train.mitigation == "rwa"  # the only part of training that encodes text
+    comps = load_components(model_dir, text=rwa)
     adapter = peft.apply(comps.unet, cfg.peft.method, list(bits), cfg.peft.space,
                          list(cfg.peft.always))
     data = reader.load(indices)
     result = train(comps.unet, adapter.param_groups(cfg.train.lr), data, comps.scheduler,
                    cfg.train, scaling_factor=comps.vae.config.scaling_factor, out_dir=out_dir,
-                   on_step=on_step)
+                   on_step=on_step, tokenizer=comps.tokenizer, text_encoder=comps.text_encoder,
+                   captions=prompt_captions(data, reader.captions) if rwa else None)
     return FineTuned(comps, adapter, result, adapter.count())
 
 

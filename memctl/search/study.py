@@ -7,12 +7,11 @@ an empty database races: duplicate CREATE TYPE / table exists); workers only loa
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import optuna
 from optuna.samplers import NSGAIISampler
-import warnings
-
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from memctl.config import Config
@@ -64,7 +63,8 @@ def make_storage(url: str, cfg: Config, *, heartbeat: bool = True) -> optuna.sto
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
     if "://" not in url:
-        raise UserError(f"search.storage: {url!r} is neither an SQLAlchemy URL nor a *.journal file")
+        raise UserError(
+            f"search.storage: {url!r} is neither an SQLAlchemy URL nor a *.journal file")
     if url.startswith("sqlite"):
         engine_kwargs: dict = {"connect_args": {"timeout": 120}}
     else:  # one process holds few connections; hundreds of workers share one server

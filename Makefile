@@ -1,0 +1,51 @@
+# memctl: two entry points do all set-up on a fresh machine.
+#   make demo   install memctl, then search -> retrain --best -> report on the embedded default
+#   make test   install memctl with test extras, start SLURM + PostgreSQL, run the whole suite
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+MEMCTL := $(VENV)/bin/memctl
+# DeepSpeed JIT-compiles its CPU ops once (~90 s); every test reuses this folder.
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_extensions
+
+.PHONY: install demo infra infra-down test lint bench clean
+
+install: $(VENV)/.installed
+
+# torch first, pinned: the CPU wheel lies on disk here; an open range pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: install
+	$(MEMCTL) search --trials 8 --workers 2
+	$(MEMCTL) retrain --best
+	$(MEMCTL) report
+
+infra:
+	slurm/dev/install.sh
+	slurm/dev/up.sh
+
+infra-down:
+	slurm/dev/down.sh
+
+test: install infra
+	$(VENV)/bin/ruff check memctl tests benchmarks
+	$(PY) -m memctl.train.prebuild
+	. .dev-cluster/env && MEMCTL_REQUIRE_INFRA=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check memctl tests benchmarks
+
+bench: install
+	$(PY) benchmarks/peft_step.py
+	$(PY) benchmarks/data_path.py
+	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/metrics.py
+	$(PY) benchmarks/storage.py
+
+clean:
+	rm -rf memctl-runs .pytest_cache .ruff_cache
