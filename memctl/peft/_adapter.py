@@ -31,6 +31,7 @@ class Adapter:
         params: dict[str, nn.Parameter],
         owners: dict[str, str],
         total: int,
+        options: dict | None = None,
     ) -> None:
         self.unet = unet
         self.method = method
@@ -41,6 +42,7 @@ class Adapter:
         self.params = params
         self.owners = owners  # parameter name -> slot name, `always` group or "remainder"
         self._total = total
+        self.options = dict(options or {})  # the method's options, as given to apply()
 
     @property
     def method_name(self) -> str:
@@ -111,11 +113,11 @@ def apply(
     if hasattr(unet, _MARK):
         raise UserError("model already carries an adapter; merge it first")
     lay = _layout(unet, space)
+    m = make(method, **options)
     bits = check_bits(bits, len(lay.slots), space)
     for group in always:
         if group not in ALWAYS:
             raise UserError(f"always: unknown group {group!r}; choose from {', '.join(ALWAYS)}")
-    m = make(method, **options)
 
     # Fixed targets first: a parameter trained whatever the bits is owned by no slot.
     targets = list(lay.fixed_on)
@@ -135,7 +137,16 @@ def apply(
     for p in params.values():
         p.requires_grad_(True)
     adapter = Adapter(
-        unet, m, space, bits, list(always), [s.name for s in lay.slots], params, owners, total
+        unet,
+        m,
+        space,
+        bits,
+        list(always),
+        [s.name for s in lay.slots],
+        params,
+        owners,
+        total,
+        options,
     )
     setattr(unet, _MARK, True)
     return adapter

@@ -34,7 +34,7 @@ def svd(w2d: torch.Tensor, directory: Path | None) -> tuple[torch.Tensor, ...]:
     if path is not None and path.exists():
         f = load(path.read_bytes())
         return tuple(f[k].to(w2d.device) for k in ("U", "S", "Vh"))
-    u, s, vh = torch.linalg.svd(w2d.detach().float(), full_matrices=False)
+    u, s, vh = (t.contiguous() for t in torch.linalg.svd(w2d.detach().float(), full_matrices=False))
     if path is not None:
         _write_private(path, save({"U": u.cpu(), "S": s.cpu(), "Vh": vh.cpu()}))
     return u, s, vh

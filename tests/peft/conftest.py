@@ -25,9 +25,6 @@ def tiny_unet(seed: int = 0) -> UNet2DConditionModel:
     return unet.eval()
 
 
-# No __init__.py here: a `tests/peft` package would shadow the `peft` library.
-
-
 @pytest.fixture
 def make_unet():
     return tiny_unet
