@@ -31,6 +31,11 @@ def noise_seed(seed: int, sample_index: int, timestep: int) -> int:
     return int(np.random.SeedSequence([seed, sample_index, timestep]).generate_state(1)[0])
 
 
+def _noise(shape: torch.Size, seed: int, sample_index: int, timestep: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(noise_seed(seed, sample_index, timestep))
+    return torch.randn(shape, generator=gen)
+
+
 def d_mem_noised(
     unet: nn.Module,
     latents: torch.Tensor,
@@ -69,21 +74,13 @@ def d_mem_noised(
             chunk = items[start : start + batch_size]
             index = torch.tensor([i for i, _ in chunk])
             t = torch.tensor([t for _, t in chunk])
-            x0 = latents[index].float()
-            noise = torch.stack(
-                [
-                    torch.randn(
-                        x0.shape[1:],
-                        generator=torch.Generator().manual_seed(noise_seed(seed, i, ti)),
-                    )
-                    for i, ti in chunk
-                ]
-            )
+            # Noise is drawn and added on the CPU in float32: same x_t on any device.
+            x0 = latents[index.to(latents.device)].float().cpu()
+            noise = torch.stack([_noise(x0.shape[1:], seed, i, ti) for i, ti in chunk])
             x_t = sched.add_noise(x0, noise, t).to(device, dtype)
             n = len(chunk)
-            context = torch.cat([prompt_embeds[index], empty_embeds.expand(n, -1, -1)]).to(
-                device, dtype
-            )
+            cond = prompt_embeds[index.to(prompt_embeds.device)].to(device, dtype)
+            context = torch.cat([cond, empty_embeds.to(device, dtype).expand(n, -1, -1)])
             pred = unet(
                 torch.cat([x_t, x_t]), torch.cat([t, t]).to(device), encoder_hidden_states=context
             ).sample

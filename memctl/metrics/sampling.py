@@ -71,7 +71,7 @@ def denoise(
     device = module_device(unet)
     dtype = dtype or module_dtype(unet)
     shape = tuple(latent_shape) if latent_shape is not None else default_latent_shape(unet)
-    out, norm_sum, norm_count = [], 0.0, 0
+    out, norm_sum, norm_count = [], torch.zeros((), dtype=torch.float64, device=device), 0
     with eval_mode(unet):
         for start in range(0, len(prompt_embeds), batch_size):
             cond = prompt_embeds[start : start + batch_size].to(device, dtype)
@@ -87,12 +87,13 @@ def denoise(
                 eps_u, eps_c = pred.float().chunk(2)
                 diff = eps_c - eps_u
                 if return_dmem:
-                    norm_sum += float(diff.flatten(1).norm(dim=1).sum())
+                    # Summed on the device: no host sync per step.
+                    norm_sum += diff.flatten(1).norm(dim=1).double().sum()
                     norm_count += n
                 eps = eps_u + guidance_scale * diff
                 latents = sched.step(eps, t, latents).prev_sample
             out.append(latents.float().cpu())
-    dmem = norm_sum / norm_count if return_dmem and norm_count else None
+    dmem = float(norm_sum) / norm_count if return_dmem and norm_count else None
     return torch.cat(out), dmem
 
 

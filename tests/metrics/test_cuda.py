@@ -21,6 +21,7 @@ def test_sampling_and_d_mem_match_cpu(unet, vae, scheduler, embeds):
         gpu = generate(unet, vae, scheduler, prompts, empty, return_dmem=True, **kw)
         gpu_traj = d_mem(unet, prompts, empty, scheduler, generations=2, **kw)
         gpu_noised = d_mem_noised(unet, latents, prompts, empty, scheduler)
+        all_on_gpu = d_mem_noised(unet, latents.cuda(), prompts.cuda(), empty.cuda(), scheduler)
     finally:
         unet.cpu(), vae.cpu()
     assert gpu.images.device.type == "cpu"
@@ -28,6 +29,7 @@ def test_sampling_and_d_mem_match_cpu(unet, vae, scheduler, embeds):
     assert gpu.dmem == pytest.approx(cpu.dmem, rel=1e-3)
     assert gpu_traj == pytest.approx(cpu_traj, rel=1e-3)
     assert gpu_noised == pytest.approx(cpu_noised, rel=1e-3)
+    assert all_on_gpu == pytest.approx(gpu_noised, rel=1e-6)
 
 
 def test_distances_and_features_match_cpu():
