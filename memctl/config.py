@@ -257,11 +257,15 @@ class SearchConfig:
     seed: int = 0
     heartbeat_s: int = 60
     max_retries: int = 2
+    """Retries of a trial whose worker died (same mask, resumed from its checkpoint)."""
+    max_consecutive_failures: int = 5
+    """A worker stops after this many failed trials in a row (a broken setup, not bad luck)."""
     enqueue_baseline: bool = True
     """Enqueue the all-ones mask first, so the search always scores vanilla PEFT."""
 
     def __post_init__(self) -> None:
-        _positive(self, "trials", "workers", "population_size", "heartbeat_s")
+        _positive(self, "trials", "workers", "population_size", "heartbeat_s",
+                  "max_consecutive_failures")
         _check(self.population_size >= 2, "population_size", "must be >= 2")
         _choice(self, "executor", EXECUTORS)
         _check(0 <= self.crossover_prob <= 1, "crossover_prob", "must be in [0, 1]")

@@ -44,3 +44,33 @@ def prepared(tmp_path_factory, tiny_model_dir):
     cfg = small_config(run_dir)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, path=str(tiny_model_dir)))
     return cfg, prepare(cfg)
+
+
+def _dev_env_file() -> Path:
+    state = os.environ.get("MEMCTL_DEV_STATE")
+    return (Path(state) if state else REPO / ".dev-cluster") / "env"
+
+
+@pytest.fixture(scope="session")
+def dev_cluster() -> dict[str, str]:
+    """Variables of the running dev cluster (slurm/dev/up.sh); exported into os.environ.
+
+    Skips without the cluster, but fails under MEMCTL_REQUIRE_INFRA=1 (the test command),
+    so CI never silently skips the SLURM and PostgreSQL tests.
+    """
+    import shlex
+
+    path = _dev_env_file()
+    if not path.is_file():
+        msg = f"dev cluster env file {path} not found: run slurm/dev/install.sh && slurm/dev/up.sh"
+        if os.environ.get("MEMCTL_REQUIRE_INFRA") == "1":
+            pytest.fail(msg + " (MEMCTL_REQUIRE_INFRA=1)", pytrace=False)
+        pytest.skip(msg)
+    env: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        words = shlex.split(line, comments=True)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            key, value = words[1].split("=", 1)
+            env[key] = value
+    os.environ.update(env)
+    return env

@@ -21,7 +21,7 @@ from memctl.launch.executors import make_executor
 from memctl.search.objective import TrialContext, real_stats
 from memctl.search.space import params_from_mask
 from memctl.search.study import create_study, mask_url, storage_url
-from memctl.search.worker import WorkerSpec, run_worker
+from memctl.search.worker import Worker, WorkerSpec
 from memctl.workspace import Progress, prepare, proxy_set
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def run_search(
                              name=f"memctl-{cfg.search.study}", workers=workers,
                              threads_per_worker=threads)
     specs = [WorkerSpec(cfg.to_dict(), url, ctx, cfg.search.trials, i) for i in range(workers)]
-    jobs = executor.map_array(run_worker, specs)
+    jobs = executor.map_array(Worker(), specs)
     result = SearchResult(cfg.search.study, mask_url(url), StudyCounts.of(study),
                           [str(j.job_id) for j in jobs], submitit_folder=str(folder))
     if not follow:

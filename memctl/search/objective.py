@@ -58,7 +58,8 @@ class Scores:
                 "trainable": self.trainable, "total": self.total,
                 "trainable_percent": 100.0 * self.trainable / max(1, self.total),
                 "train_seconds": round(self.train.seconds, 2),
-                "final_loss": self.train.losses[-1] if self.train.losses else None}
+                "final_loss": self.train.losses[-1] if self.train.losses else None,
+                "resumed_from": getattr(self.train, "resumed_from", 0)}
 
 
 def fid_indices(reader: CacheReader, split: str, n: int, seed: int) -> list[int]:

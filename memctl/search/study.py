@@ -12,10 +12,11 @@ from pathlib import Path
 
 import optuna
 from optuna.samplers import NSGAIISampler
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from memctl.config import Config
 from memctl.errors import UserError
+from memctl.search.resilient import ResilientRDBStorage
 
 log = logging.getLogger(__name__)
 # Heartbeats and metric names are marked experimental; they are what we rely on, knowingly.
@@ -79,7 +80,7 @@ def make_storage(url: str, cfg: Config, *, heartbeat: bool = True) -> optuna.sto
                 max_retry=cfg.search.max_retries),
         )
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except ImportError as err:
         raise UserError(f"search.storage {mask_url(url)}: driver missing ({err})") from None
     except Exception as err:  # sqlalchemy errors carry the URL: never print it unmasked

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+import submitit
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
 
 from memctl.config import config_from_dict
 from memctl.search.objective import TrialContext, run_trial
@@ -46,14 +48,64 @@ def _job_info() -> dict[str, str]:
     return info
 
 
-def _enough(study: optuna.Study, n_trials: int) -> bool:
-    """True once complete + running trials reach the cap.
+def _counts(study: optuna.Study) -> dict[TrialState, int]:
+    counts = dict.fromkeys(TrialState, 0)
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state] += 1
+    return counts
 
-    Counting running trials avoids overshoot; if one of them fails, its own worker is still
-    alive and runs the replacement.
+
+def _enough(study: optuna.Study, n_trials: int) -> bool:
+    """True once the study is full, counting trials other workers are running.
+
+    Stale trials (a dead worker's) are failed first so their retries are counted as WAITING,
+    which keeps this worker alive to run them. Counting running trials avoids overshoot; if
+    one of them fails, its own worker is alive and runs the replacement.
     """
-    states = (TrialState.COMPLETE, TrialState.RUNNING)
-    return len(study.get_trials(deepcopy=False, states=states)) >= n_trials
+    optuna.storages.fail_stale_trials(study)  # no-op for storages without heartbeats
+    c = _counts(study)
+    if c[TrialState.COMPLETE] >= n_trials:
+        return True
+    return c[TrialState.WAITING] == 0 and c[TrialState.COMPLETE] + c[TrialState.RUNNING] >= n_trials
+
+
+def _root_number(trial: optuna.Trial | FrozenTrial) -> int:
+    """The first trial of a retry chain: retries share its folder and so its checkpoints."""
+    frozen = trial if isinstance(trial, FrozenTrial) else trial.study._storage.get_trial(
+        trial._trial_id)
+    original = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+    return frozen.number if original is None else original
+
+
+def reclaim_own_trials(study: optuna.Study, job: dict[str, str], max_retry: int) -> list[int]:
+    """Fails and re-enqueues trials still RUNNING under this very SLURM job.
+
+    A requeued or preempted job keeps its job id; its previous incarnation's trial is dead.
+    Failing it now (rather than after the heartbeat grace period) lets this worker pick the
+    retry at once and resume it from the trial's training checkpoint.
+    """
+    if "slurm_job_id" not in job:
+        return []
+    mine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get("slurm_job_id") == job["slurm_job_id"]]
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+    for t in mine:
+        study._storage.set_trial_system_attr(t._trial_id, "fail_reason",
+                                             "job requeued or preempted")
+        if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+            retry(study, study._storage.get_trial(t._trial_id))
+    return [t.number for t in mine]
+
+
+class Worker(submitit.helpers.Checkpointable):
+    """Runs trials until the study is full; requeued by submitit on timeout or preemption.
+
+    On USR2 submitit calls checkpoint(), which resubmits this same worker; the new
+    incarnation reclaims its interrupted trial and resumes it from the training checkpoint.
+    """
+
+    def __call__(self, spec: WorkerSpec) -> dict:
+        return run_worker(spec)
 
 
 def run_worker(spec: WorkerSpec) -> dict:
@@ -68,26 +120,33 @@ def run_worker(spec: WorkerSpec) -> dict:
     ctx = spec.context
     trials_root = Path(cfg.run_dir) / "trials" / cfg.search.study
     job = _job_info()
+    reclaimed = reclaim_own_trials(study, job, cfg.search.max_retries)
+    if reclaimed:
+        log.info("reclaimed interrupted trial(s) %s", reclaimed)
     done: list[int] = []
+    failures = 0
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
+        nonlocal failures
         bits = suggest_mask(trial, ctx.n_bits)
-        out = trials_root / f"{trial.number:05d}"
+        out = trials_root / f"{_root_number(trial):05d}"
         out.mkdir(parents=True, exist_ok=True)
         trial.set_user_attr("mask", bits_str(bits))
         trial.set_user_attr("out_dir", str(out))
         for key, value in job.items():
             trial.set_user_attr(key, value)
-        log_path = os.environ.get("SUBMITIT_STDOUT")
+        log_path = os.environ.get("SUBMITIT_STDOUT") or _submitit_log()
         if log_path:
             trial.set_user_attr("log", log_path)
         try:
             scores = run_trial(cfg, ctx, bits, out)
         except Exception as err:
             # Keep the reason on the trial; Optuna then records it as FAIL and we go on.
+            failures += 1
             trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
             (out / "error.txt").write_text(traceback.format_exc())
             raise
+        failures = 0
         for key, value in scores.as_dict().items():
             if key not in ("d_mem", "fid"):
                 trial.set_user_attr(key, value)
@@ -96,6 +155,18 @@ def run_worker(spec: WorkerSpec) -> dict:
 
     start = time.time()
     while not _enough(study, spec.n_trials):
+        if failures >= cfg.search.max_consecutive_failures:
+            log.error("stopping: %d trials failed in a row on this worker", failures)
+            break
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
-    return {"worker": spec.worker_index, "trials": done, "seconds": round(time.time() - start, 1),
-            **job}
+    return {"worker": spec.worker_index, "trials": done, "failures_in_a_row": failures,
+            "reclaimed": reclaimed, "seconds": round(time.time() - start, 1), **job}
+
+
+def _submitit_log() -> str:
+    """Path of this job's submitit stdout log, when running under submitit."""
+    try:
+        env = submitit.JobEnvironment()
+    except RuntimeError:
+        return ""
+    return str(env.paths.stdout)

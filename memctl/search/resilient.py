@@ -1,0 +1,73 @@
+"""An RDBStorage that rides out database restarts.
+
+Workers run for days; a PostgreSQL restart or fail-over must not kill them. Every storage
+call that fails with a connection-level OperationalError is retried with exponential
+backoff (capped) until `max_wait_s` has passed; the connection pool's pre-ping then swaps the
+dead connections for new ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from optuna.storages import RDBStorage
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+log = logging.getLogger(__name__)
+
+# Storage calls worth retrying: all reads and writes of studies, trials and heartbeats.
+_RETRIED = (
+    "check_trial_is_updatable create_new_study create_new_trial delete_study get_all_studies "
+    "get_all_trials get_best_trial get_n_trials get_study_directions get_study_id_from_name "
+    "get_study_name_from_id get_study_system_attrs get_study_user_attrs get_trial "
+    "get_trial_id_from_study_id_trial_number get_trial_number_from_id get_trial_param "
+    "get_trial_params get_trial_system_attrs get_trial_user_attrs record_heartbeat "
+    "set_study_system_attr set_study_user_attr set_trial_intermediate_value set_trial_param "
+    "set_trial_state_values set_trial_system_attr set_trial_user_attr _get_stale_trial_ids "
+    "fail_stale_trials"
+).split()
+
+
+def _transient(err: BaseException) -> bool:
+    if isinstance(err, OperationalError):
+        return True
+    # psycopg2 reports a dropped server connection as InterfaceError/DatabaseError too.
+    return isinstance(err, DBAPIError) and bool(getattr(err, "connection_invalidated", False))
+
+
+def _retrying(method: Callable, max_wait_s: float) -> Callable:
+    @functools.wraps(method)
+    def wrapper(self: RDBStorage, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + getattr(self, "_max_wait_s", max_wait_s)
+        delay = 0.5
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as err:
+                if not _transient(err) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("storage unavailable (%s); retrying in %.1f s",
+                            type(err.__cause__ or err).__name__, delay)
+                self.engine.dispose()  # drop every pooled connection to the old server
+                time.sleep(delay * (1 + 0.25 * random.random()))
+                delay = min(delay * 2, 30.0)
+
+    return wrapper
+
+
+class ResilientRDBStorage(RDBStorage):
+    """RDBStorage whose calls survive a database restart of up to `max_wait_s` seconds."""
+
+    def __init__(self, url: str, *args: Any, max_wait_s: float = 600.0, **kwargs: Any) -> None:
+        self._max_wait_s = max_wait_s
+        super().__init__(url, *args, **kwargs)
+
+
+for _name in _RETRIED:
+    if hasattr(RDBStorage, _name):
+        setattr(ResilientRDBStorage, _name, _retrying(getattr(RDBStorage, _name), 600.0))
