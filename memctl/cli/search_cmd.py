@@ -127,19 +127,33 @@ def worker(cfg: Config, config_given: bool, storage: str, study: str, trials: in
 @config_options
 @click.option("--study", help="Study name (default: search.study of the config).")
 @click.option("--storage", help="Storage URL (default: search.storage of the config).")
+@click.option("--fix", is_flag=True,
+              help="Fail RUNNING trials whose worker stopped sending heartbeats (and retry them).")
 @click.option("--json", "as_json", is_flag=True)
 def status(cfg: Config, config_given: bool, study: str | None, storage: str | None,
-           as_json: bool) -> None:
-    """Trials by state, failures with reasons, and the current Pareto front."""
+           fix: bool, as_json: bool) -> None:
+    """Trials by state, running jobs, failures with reasons, ETA and the Pareto front."""
+    import optuna
+
     from memctl.report.collect import collect
     from memctl.search.study import load_study, mask_url, storage_url
 
     cfg = _apply_flags(cfg, study=study, storage=storage)
     url = storage_url(cfg)
-    snap = collect(load_study(cfg, url), mask_url(url))
+    st = load_study(cfg, url)
+    if fix:
+        before = {t.number for t in st.get_trials(deepcopy=False) if t.state.name == "RUNNING"}
+        optuna.storages.fail_stale_trials(st)
+        after = {t.number for t in st.get_trials(deepcopy=False) if t.state.name == "RUNNING"}
+        console.print(f"failed {len(before - after)} stale trial(s): {sorted(before - after)}")
+    snap = collect(st, mask_url(url))
+    target = int(snap.config.get("search", {}).get("trials", 0))
+    remaining = max(0, target - snap.counts.get("COMPLETE", 0))
+    eta_h = remaining / snap.trials_per_hour if snap.trials_per_hour and remaining else None
     if as_json:
         emit_json({
             "study": snap.name, "storage": snap.storage, "counts": snap.counts,
+            "target_trials": target, "eta_hours": eta_h,
             "hypervolume": snap.hypervolume, "trials_per_hour": snap.trials_per_hour,
             "picked": snap.picked,
             "front": [dataclasses.asdict(r) for r in snap.front],
@@ -153,7 +167,8 @@ def status(cfg: Config, config_given: bool, study: str | None, storage: str | No
     if snap.hypervolume is not None:
         console.print(f"hypervolume {snap.hypervolume:.4f}"
                       + (f", {snap.trials_per_hour:.1f} trials/hour"
-                         if snap.trials_per_hour else ""))
+                         if snap.trials_per_hour else "")
+                      + (f", ETA {eta_h:.1f} h for {remaining} more" if eta_h else ""))
     table = Table(title="Pareto front")
     for col in ("trial", "mask", "d_mem", "fid", "trainable", "picked"):
         table.add_column(col)

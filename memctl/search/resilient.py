@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 log = logging.getLogger(__name__)
 
 # Storage calls worth retrying: all reads and writes of studies, trials and heartbeats.
+# (Writes are single transactions: a commit lost with the connection was rolled back.)
 _RETRIED = (
     "check_trial_is_updatable create_new_study create_new_trial delete_study get_all_studies "
     "get_all_trials get_best_trial get_n_trials get_study_directions get_study_id_from_name "
@@ -29,15 +30,23 @@ _RETRIED = (
     "get_trial_params get_trial_system_attrs get_trial_user_attrs record_heartbeat "
     "set_study_system_attr set_study_user_attr set_trial_intermediate_value set_trial_param "
     "set_trial_state_values set_trial_system_attr set_trial_user_attr _get_stale_trial_ids "
-    "fail_stale_trials"
+    "fail_stale_trials "
+    # private methods Optuna's own cached-storage wrapper calls directly
+    "_create_new_trial _set_trial_param _get_best_trial_id _get_trials"
 ).split()
 
 
-def _transient(err: BaseException) -> bool:
-    if isinstance(err, OperationalError):
-        return True
-    # psycopg2 reports a dropped server connection as InterfaceError/DatabaseError too.
-    return isinstance(err, DBAPIError) and bool(getattr(err, "connection_invalidated", False))
+def _transient(err: BaseException | None) -> bool:
+    """A lost or refused connection, possibly wrapped (Optuna re-raises commit errors as
+    StorageInternalError from the SQLAlchemy error)."""
+    while err is not None:
+        if isinstance(err, OperationalError):
+            return True
+        # psycopg2 reports a dropped server connection as InterfaceError/DatabaseError too.
+        if isinstance(err, DBAPIError) and getattr(err, "connection_invalidated", False):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _retrying(method: Callable, max_wait_s: float) -> Callable:

@@ -51,12 +51,27 @@ def mask_url(url: str) -> str:
         return url
 
 
+def _grpc(url: str) -> optuna.storages.BaseStorage:
+    """grpc://host:port: Optuna's storage proxy, for fan-outs a database cannot serve."""
+    try:
+        from optuna.storages import GrpcStorageProxy
+    except ImportError as err:
+        raise UserError(f"search.storage {url}: gRPC storage needs grpcio ({err})") from None
+    host, _, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"search.storage: {url!r}: expected grpc://HOST:PORT")
+    return GrpcStorageProxy(host=host, port=int(port))
+
+
 def _is_journal(url: str) -> bool:
     return url.startswith("journal:") or url.endswith(".journal") or url.endswith(".log")
 
 
 def make_storage(url: str, cfg: Config, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
-    """Storage from a URL: SQLAlchemy URLs -> RDBStorage, `*.journal` -> journal file."""
+    """Storage from a URL: SQLAlchemy URLs -> RDBStorage (heartbeats, retried on connection
+    loss), `*.journal` -> journal file, `grpc://host:port` -> Optuna's gRPC storage proxy."""
+    if url.startswith("grpc://"):
+        return _grpc(url)
     if _is_journal(url):
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 

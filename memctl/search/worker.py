@@ -118,7 +118,7 @@ def run_worker(spec: WorkerSpec) -> dict:
         torch.set_num_threads(threads)
     study = load_study(cfg, spec.storage_url, spec.worker_index)
     ctx = spec.context
-    trials_root = Path(cfg.run_dir) / "trials" / cfg.search.study
+    trials_root = (Path(cfg.run_dir) / "trials" / cfg.search.study).resolve()
     job = _job_info()
     reclaimed = reclaim_own_trials(study, job, cfg.search.max_retries)
     if reclaimed:

@@ -55,7 +55,10 @@ def load(pg: str, name: str) -> optuna.Study:
 def wait_for(predicate, timeout: float, what: str, every: float = 1.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except Exception:  # the database may be restarting under us
+            value = None
         if value:
             return value
         time.sleep(every)

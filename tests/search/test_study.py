@@ -1,0 +1,73 @@
+import subprocess
+import threading
+import time
+
+import pytest
+
+from memctl.config import load_config
+from memctl.errors import UserError
+from memctl.search.study import create_study, load_study, make_storage, mask_url
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql+psycopg2://memctl:s3cret@db:5432/x", "postgresql+psycopg2://memctl:***@db:5432/x"),
+        ("postgresql://u@db/x", "postgresql://u@db/x"),
+        ("sqlite:////tmp/a.db", "sqlite:////tmp/a.db"),
+        ("runs/study.journal", "runs/study.journal"),
+    ],
+)
+def test_mask_url_hides_passwords(url, masked):
+    assert mask_url(url) == masked
+
+
+def test_unreachable_database_error_is_one_line_without_password():
+    cfg = load_config(None, ["search.heartbeat_s=60"])
+    url = "postgresql+psycopg2://memctl:hunter2@127.0.0.1:1/none"
+    with pytest.raises(UserError) as err:
+        make_storage(url, cfg)
+    message = str(err.value)
+    assert "hunter2" not in message and "memctl:***@" in message and "\n" not in message
+
+
+def test_bad_storage_strings_are_user_errors():
+    cfg = load_config()
+    with pytest.raises(UserError, match="neither an SQLAlchemy URL"):
+        make_storage("not a url", cfg)
+    with pytest.raises(UserError, match="grpc://HOST:PORT"):
+        make_storage("grpc://nohostport", cfg)
+
+
+def test_journal_storage_holds_one_study_for_head_and_workers(tmp_path):
+    cfg = load_config(None, [f"run_dir={tmp_path}", "search.study=j"])
+    url = str(tmp_path / "study.journal")
+    head = create_study(cfg, url)
+    worker = load_study(cfg, url, worker_index=3)
+    assert worker.sampler._rng.rng.randint(1 << 30) != head.sampler._rng.rng.randint(1 << 30)
+    worker.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=2)
+    assert len(load_study(cfg, url).trials) == 2
+    assert head.metric_names == ["d_mem", "fid"]
+
+
+def test_workers_get_distinct_sampler_seeds(tmp_path):
+    cfg = load_config(None, [f"run_dir={tmp_path}"])
+    url = f"sqlite:///{tmp_path}/s.db"
+    create_study(cfg, url)
+    seeds = {load_study(cfg, url, i).sampler._rng.rng.randint(1 << 30) for i in range(4)}
+    assert len(seeds) == 4
+
+
+@pytest.mark.postgres
+def test_storage_calls_survive_a_postgres_restart(dev_cluster):
+    url = dev_cluster["MEMCTL_TEST_PG_URL"]
+    cfg = load_config(None, [f"search.study=restart-{time.time_ns()}"])
+    study = create_study(cfg, url)
+    restart = threading.Thread(target=subprocess.run, args=(
+        [dev_cluster["MEMCTL_TEST_PG_RESTART"], "3"],), kwargs={"check": True})
+    restart.start()
+    time.sleep(1.0)  # the server is now down for ~3 s
+    trial = study.ask()  # retried until the server is back
+    study.tell(trial, [1.0, 2.0])
+    restart.join()
+    assert [t.state.name for t in load_study(cfg, url).trials] == ["COMPLETE"]
