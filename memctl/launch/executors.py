@@ -6,13 +6,18 @@ with the list of valid ones (submitit's own check), never silently dropped.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import submitit
 
 from memctl.config import EXECUTORS, SlurmConfig
 from memctl.errors import UserError
+from memctl.launch.container import python_command
+
+log = logging.getLogger(__name__)
 
 # The SLURM signal submitit uses to checkpoint before the time limit; SLURM may send it up
 # to 60 s early, so jobs need time_min * 60 > this + 60.
@@ -49,7 +54,14 @@ def slurm_parameters(slurm: SlurmConfig, *, name: str, workers: int) -> dict:
 
 
 def make_executor(kind: str, folder: Path, slurm: SlurmConfig, *, name: str, workers: int,
-                  threads_per_worker: int = 1) -> submitit.Executor:
+                  threads_per_worker: int = 1,
+                  binds: Sequence[str | Path] | None = None) -> submitit.Executor:
+    """A submitit executor; with `slurm.container` set, jobs run inside that Apptainer image.
+
+    `binds` are the host paths jobs need (run dir, model, data, cache; see
+    memctl.launch.container.config_binds); the submitit folder and $MEMCTL_BINDS /
+    $MEMCTL_CACHE are always added.
+    """
     if kind not in EXECUTORS:
         raise UserError(f"--executor {kind!r}: must be one of {', '.join(EXECUTORS)}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,7 +69,14 @@ def make_executor(kind: str, folder: Path, slurm: SlurmConfig, *, name: str, wor
     if slurm.time_min * 60 <= SIGNAL_DELAY_S + 60:
         raise UserError(f"slurm.time_min: must exceed {(SIGNAL_DELAY_S + 60) // 60} minutes "
                         f"(checkpoint signal is sent {SIGNAL_DELAY_S} s before the limit)")
-    executor = submitit.AutoExecutor(folder=folder, cluster=kind)
+    ctor: dict = {}
+    if slurm.container and kind == "debug":
+        log.warning("slurm.container is ignored by the debug executor (jobs run in this process)")
+    elif slurm.container:
+        python = python_command(slurm.container, [folder, *(binds or ())],
+                                gpus=slurm.gpus_per_node > 0)
+        ctor[f"{kind}_python"] = python
+    executor = submitit.AutoExecutor(folder=folder, cluster=kind, **ctor)
     if kind == "slurm":
         params = slurm_parameters(slurm, name=name, workers=workers)
     else:
