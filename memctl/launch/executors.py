@@ -42,12 +42,12 @@ def slurm_parameters(slurm: SlurmConfig, *, name: str, workers: int) -> dict:
     for key in ("account", "qos", "constraint"):
         if getattr(slurm, key):
             params[f"slurm_{key}"] = getattr(slurm, key)
-    extra = {}
+    # Workers are requeued on preemption / time limit (submitit's USR2 checkpoint).
+    extra: dict[str, str | bool] = {"requeue": True}
     for line in slurm.extra_sbatch:
         key, _, value = line.lstrip("-").partition("=")
-        extra[key] = value or ""
-    if extra:
-        params["slurm_additional_parameters"] = extra
+        extra[key] = value or True  # a bare flag such as --exclusive renders without '='
+    params["slurm_additional_parameters"] = extra
     if slurm.setup:
         params["slurm_setup"] = list(slurm.setup)
     return params

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from memctl import __version__, peft
 from memctl.config import Config
+from memctl.launch.container import config_binds
 from memctl.launch.executors import make_executor
 from memctl.search.objective import TrialContext, real_stats
 from memctl.search.space import params_from_mask
@@ -134,7 +135,9 @@ def run_search(
         threads = max(1, (os.cpu_count() or 1) // workers)
     executor = make_executor(cfg.search.executor, folder, cfg.slurm,
                              name=f"memctl-{cfg.search.study}", workers=workers,
-                             threads_per_worker=threads)
+                             threads_per_worker=threads,
+                             binds=[*config_binds(cfg), ctx.model_dir,
+                                    str(Path(ctx.cache_path).parent)])
     specs = [WorkerSpec(cfg.to_dict(), url, ctx, cfg.search.trials, i) for i in range(workers)]
     jobs = executor.map_array(Worker(), specs)
     result = SearchResult(cfg.search.study, mask_url(url), StudyCounts.of(study),
