@@ -9,7 +9,8 @@ For the embedded model (64 px) and an SD v1.5-size U-Net + VAE + CLIP-L text enc
 
 1. training throughput (samples/s) of a PEFT step whose inputs come from
    - the cache held in memory (what the training loop does: one read before the loop),
-   - the cache read from HDF5 every step (the streaming path for sets larger than memory),
+   - the cache in its streaming mode for sets larger than memory: latents fp16 in memory,
+     prompt embeddings read from HDF5 every step (load(..., prompts_on_disk=True)),
    - on the fly: decode JPEGs (thread pool), VAE-encode, tokenize and text-encode;
 2. cache build rate (images/s) and bytes per image.
 
@@ -105,30 +106,39 @@ def sync(device: str) -> None:
 Batch = Callable[[list[int]], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-def throughput(m: Model, opt: torch.optim.Optimizer, batch_fn: Batch,
-               batches: list[list[int]], device: str, warmup: int = 1) -> float:
-    """Samples/s of PEFT training steps fed by batch_fn (the first `warmup` not timed)."""
+def throughput(m: Model, opt: torch.optim.Optimizer, feeds: dict[str, Batch],
+               batches: list[list[int]], device: str, warmup: int = 1) -> dict[str, float]:
+    """Samples/s of PEFT training steps per feed. Feeds take turns step by step, so load
+    from other processes (or clock changes) hits them alike; the first `warmup` untimed."""
     gen = torch.Generator(device).manual_seed(0)
     scale = m.enc.vae.config.scaling_factor
     n_t = m.scheduler.config.num_train_timesteps
     m.unet.train()
-    start, samples = 0.0, 0
+    seconds = dict.fromkeys(feeds, 0.0)
+    feeding = dict.fromkeys(feeds, 0.0)
     for k, idx in enumerate(batches):
-        if k == warmup:
+        for name, feed in feeds.items():
             sync(device)
             start = time.perf_counter()
-        mean, logvar, cond = (x.to(device) for x in batch_fn(idx))
-        eps = torch.randn(mean.shape, generator=gen, device=device)
-        latents = (mean + torch.exp(0.5 * logvar) * eps) * scale
-        noise = torch.randn(latents.shape, generator=gen, device=device)
-        t = torch.randint(0, n_t, (len(idx),), generator=gen, device=device)
-        pred = m.unet(m.scheduler.add_noise(latents, noise, t), t, cond).sample
-        torch.nn.functional.mse_loss(pred, noise).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        samples += len(idx) if k >= warmup else 0
-    sync(device)
-    return samples / (time.perf_counter() - start)
+            mean, logvar, cond = (x.to(device) for x in feed(idx))
+            sync(device)
+            fed = time.perf_counter() - start
+            eps = torch.randn(mean.shape, generator=gen, device=device)
+            latents = (mean + torch.exp(0.5 * logvar) * eps) * scale
+            noise = torch.randn(latents.shape, generator=gen, device=device)
+            t = torch.randint(0, n_t, (len(idx),), generator=gen, device=device)
+            pred = m.unet(m.scheduler.add_noise(latents, noise, t), t, cond).sample
+            torch.nn.functional.mse_loss(pred, noise).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sync(device)
+            if k >= warmup:
+                seconds[name] += time.perf_counter() - start
+                feeding[name] += fed
+    samples = sum(len(idx) for idx in batches[warmup:])
+    steps = len(batches) - warmup
+    return {**{name: samples / s for name, s in seconds.items()},
+            **{f"{name}_feed_ms": 1e3 * s / steps for name, s in feeding.items()}}
 
 
 def bench(m: Model, images: list[tuple[str, str]], work: Path, device: str, batch: int,
@@ -137,8 +147,7 @@ def bench(m: Model, images: list[tuple[str, str]], work: Path, device: str, batc
     recs = [Record(p, c, f"s{i}") for i, (p, c) in enumerate(images)]
     sync(device)
     t0 = time.perf_counter()
-    build_cache(out, recs, ["train"] * len(recs), m.enc, m.name, m.resolution,
-                batch_size=batch)
+    build_cache(out, recs, ["train"] * len(recs), m.enc, m.name, m.resolution, batch_size=32)
     sync(device)
     build_s = time.perf_counter() - t0
     reader = CacheReader(out)
@@ -153,9 +162,13 @@ def bench(m: Model, images: list[tuple[str, str]], work: Path, device: str, batc
         return (in_memory.latent_mean[i], in_memory.latent_logvar[i],
                 in_memory.prompt_embeds[in_memory.prompt_index[i]])
 
+    # The full-split mode: latents fp16 in memory, prompt embeddings read per step from HDF5.
+    streaming = reader.load(range(len(recs)), dtype=torch.float16, prompts_on_disk=True)
+
     def from_hdf5(idx):
-        d = reader.load(idx)
-        return d.latent_mean, d.latent_logvar, d.prompt_embeds[d.prompt_index]
+        i = torch.as_tensor(idx)
+        return (streaming.latent_mean[i].float(), streaming.latent_logvar[i].float(),
+                streaming.prompt_embeds[streaming.prompt_index[i]].float())
 
     def on_the_fly(idx):
         pixels = torch.stack(list(pool.map(lambda i: load_image(images[i][0], m.resolution),
@@ -167,9 +180,8 @@ def bench(m: Model, images: list[tuple[str, str]], work: Path, device: str, batc
     # attention q,k,v,out of all 16 blocks: the config's default method, all bits on.
     adapter = peft.apply(m.unet, "attention", [1] * peft.num_bits(m.unet, "blocks16"))
     opt = torch.optim.AdamW(adapter.param_groups(1e-5), lr=1e-5)
-    rates = {name: throughput(m, opt, fn, batches, device)
-             for name, fn in (("memory", from_memory), ("hdf5", from_hdf5),
-                              ("fly", on_the_fly))}
+    rates = throughput(m, opt, {"memory": from_memory, "hdf5": from_hdf5,
+                                "fly": on_the_fly}, batches, device)
     pool.shutdown()
     info = reader.info()
     latent = 2 * 2 * int(np.prod(in_memory.latent_mean.shape[1:]))
@@ -213,6 +225,11 @@ def main() -> None:
     for m, r in rows:
         print(f"  {m.name:<9}{m.resolution:>5}{r['memory']:>11.2f}{r['hdf5']:>10.2f}"
               f"{r['fly']:>12.2f}{r['hdf5'] / r['fly']:>9.2f}x{r['memory'] / r['fly']:>10.2f}x")
+    print("\ninput time per step, ms (the rest of a step is the U-Net's forward and backward)")
+    print(f"  {'model':<9}{'px':>5}{'cache mem':>11}{'cache h5':>10}{'on the fly':>12}")
+    for m, r in rows:
+        print(f"  {m.name:<9}{m.resolution:>5}{r['memory_feed_ms']:>11.1f}"
+              f"{r['hdf5_feed_ms']:>10.1f}{r['fly_feed_ms']:>12.1f}")
     print("\ncache build")
     print(f"  {'model':<9}{'px':>5}{'images/s':>10}{'file B/img':>12}{'latent B/img':>14}"
           f"{'prompt B/caption':>18}")
