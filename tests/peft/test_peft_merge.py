@@ -68,3 +68,15 @@ def test_state_dict_round_trip(make_unet):
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k])
     assert all(".gamma_" in k or k.endswith(("bias", "weight")) for k in a.state_dict())
+
+
+def test_deepcopy_keeps_its_own_scales(make_unet, batch):
+    import copy
+
+    a = apply(make_unet(), "difffit", [1] * 16)
+    twin = copy.deepcopy(a.unet)
+    with torch.no_grad():
+        for n, p in a.unet.named_parameters():
+            if ".gamma_" in n:
+                p.zero_()  # the original now outputs only its residual path
+        assert not torch.allclose(_out(twin, batch), _out(a.unet, batch))

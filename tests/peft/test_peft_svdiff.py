@@ -24,18 +24,20 @@ def _reference(base: nn.Module, delta: torch.Tensor, x: torch.Tensor) -> torch.T
     return F.linear(x, w2, base.bias)
 
 
+@pytest.mark.parametrize("mode", ["factorised", "auto", "rebuild"])
 @pytest.mark.parametrize(
     "base, shape",
     [
         (nn.Linear(24, 40), (3, 7, 24)),
         (nn.Linear(40, 24), (3, 7, 40)),
+        (nn.Linear(8, 8), (3, 100, 8)),  # many tokens, narrow: auto rebuilds W'
         (nn.Conv2d(6, 10, 3, stride=2, padding=1), (2, 6, 9, 9)),
         (nn.Conv2d(12, 5, 1), (2, 12, 4, 4)),
     ],
 )
-def test_factorised_matches_reference(base, shape):
+def test_training_path_matches_reference(base, shape, mode):
     torch.manual_seed(0)
-    layer = SVDiffLayer(base, cache=None, mode="factorised")
+    layer = SVDiffLayer(base, cache=None, mode=mode)
     with torch.no_grad():  # shifts that cross zero exercise the ReLU
         layer.delta.normal_(0, 0.3)
     x = torch.randn(shape)
@@ -73,10 +75,16 @@ def test_norm_scalar_is_the_svd_of_its_weight(base, shape):
     torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-6)
 
 
-def test_rebuild_mode_matches_factorised(make_unet, batch):
+def test_auto_chooses_by_flops():
+    layer = SVDiffLayer(nn.Linear(8, 8), cache=None, mode="auto")
+    assert layer._rebuild_cheaper(torch.zeros(3, 100, 8))
+    assert not layer._rebuild_cheaper(torch.zeros(3, 2, 8))
+
+
+def test_modes_agree_on_a_unet(make_unet, batch):
     x, t, ctx = batch
     outs, grads = [], []
-    for mode in ("factorised", "rebuild"):
+    for mode in ("factorised", "rebuild", "auto"):
         a = apply(make_unet(), "svdiff", [1] * 16, mode=mode)
         torch.manual_seed(3)
         with torch.no_grad():
@@ -86,8 +94,9 @@ def test_rebuild_mode_matches_factorised(make_unet, batch):
         out.square().mean().backward()
         outs.append(out.detach())
         grads.append(torch.cat([p.grad.flatten() for p in a.trainable_parameters()]))
-    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5 * grads[1].abs().max())
+    for out, grad in zip(outs[1:], grads[1:], strict=True):
+        torch.testing.assert_close(out, outs[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grad, grads[0], rtol=1e-4, atol=1e-5 * grads[0].abs().max())
 
 
 def test_eval_weight_built_once(monkeypatch):

@@ -2,7 +2,9 @@
 
 Training applies the factors instead of building W': y = ((x V) * s') U^T + b (a conv becomes
 an r-filter conv and a 1x1 conv), which costs about one extra matmul, not an out x in x r
-weight rebuild per call. Without gradients (evaluation) W' is built once per delta value.
+weight rebuild per call. Mode "auto" (default) still rebuilds W' in a call whose token count
+makes that fewer FLOPs (many tokens through a narrow layer; forward + backward counted).
+Without gradients (evaluation) W' is built once per delta value.
 U, s, V^T are fp32 non-persistent buffers computed lazily on first use, so applying the method
 (and counting its parameters) needs no SVD.
 """
@@ -17,7 +19,8 @@ from torch import nn
 
 from memctl.peft import _svd_cache
 
-MODES = ("factorised", "rebuild")  # rebuild: W' every call, as the official code (reference)
+# rebuild: W' every call, as the official code (reference); auto: the cheaper of the two.
+MODES = ("auto", "factorised", "rebuild")
 
 
 class _Cached(nn.Module):
@@ -32,6 +35,7 @@ class _Cached(nn.Module):
         for k, t in saved.items():
             self._buffers[k] = None if t is None else t.to(device)
         self._eval_weight = None
+        self._cast = {}
         return self
 
     def _weight(self) -> torch.Tensor:
@@ -65,6 +69,7 @@ class SVDiffLayer(_Cached):
             self.register_buffer(k, None, persistent=False)
         self._eval_weight = None
         self._eval_version = None
+        self._cast: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
         # Grouped or non-zero-padded convs cannot be split into two plain convs.
         self._factorisable = not isinstance(base, nn.Conv2d) or (
             base.groups == 1 and base.padding_mode == "zeros"
@@ -85,19 +90,44 @@ class SVDiffLayer(_Cached):
         w = (u * self.scales()) @ vh
         return w.reshape(self.base.weight.shape).to(self.base.weight.dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grad = torch.is_grad_enabled() and self.delta.requires_grad
-        if grad and self.mode == "factorised" and self._factorisable:
-            return self._factorised(x)
-        w = self._weight() if self.mode == "factorised" or not grad else self.updated_weight()
+    def _factors_as(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """U and V^T in the compute dtype, cast once (not every call under autocast)."""
+        u, _, vh = self._factors()
+        if dtype == u.dtype:
+            return u, vh
+        if dtype not in self._cast:
+            self._cast[dtype] = (u.to(dtype), vh.to(dtype))
+        return self._cast[dtype]
+
+    def _rebuild_cheaper(self, x: torch.Tensor) -> bool:
+        """FLOPs of a training call: rebuild = W' + its backward (2 out r k) + the layer with
+        a weight gradient (3 T out k); factorised = both factors, forward and back
+        (2 T r (k + out))."""
+        w, r = self.base.weight, self.delta.numel()
+        out, k = w.shape[0], w[0].numel()
+        tokens = x.numel() // w.shape[1]
         if isinstance(self.base, nn.Conv2d):
-            return self.base._conv_forward(x, w, self.base.bias)
-        return F.linear(x, w, self.base.bias)
+            tokens //= self.base.stride[0] * self.base.stride[1]
+        return 2 * out * r * k + 3 * tokens * out * k < 2 * tokens * r * (k + out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.base
+        if not (torch.is_grad_enabled() and self.delta.requires_grad):
+            w = self._weight()  # evaluation: W' built once per delta value
+        elif self.mode == "rebuild" or (
+            not self._factorisable or self.mode == "auto" and self._rebuild_cheaper(x)
+        ):
+            u, vh = self._factors_as(_compute_dtype(x))
+            w = ((u * self.scales().to(u.dtype)) @ vh).reshape(b.weight.shape)
+        else:
+            return self._factorised(x)
+        if isinstance(b, nn.Conv2d):
+            return b._conv_forward(x, w, b.bias)
+        return F.linear(x, w, b.bias)
 
     def _factorised(self, x: torch.Tensor) -> torch.Tensor:
-        u, _, vh = self._factors()
-        s = self.scales().to(x.dtype)
-        u, vh = u.to(x.dtype), vh.to(x.dtype)
+        u, vh = self._factors_as(_compute_dtype(x))
+        s = self.scales().to(u.dtype)
         b = self.base
         if isinstance(b, nn.Linear):
             return F.linear(F.linear(x, vh) * s, u, b.bias)
@@ -108,6 +138,12 @@ class SVDiffLayer(_Cached):
     def merged(self) -> nn.Module:
         self.base.weight.copy_(self.updated_weight())
         return self.base
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
 
 
 class SVDiffNorm(_Cached):

@@ -74,7 +74,7 @@ class DiffFit(Method):
         p = nn.Parameter(torch.ones(w.shape[0], device=w.device, dtype=w.dtype))
         owner.register_parameter(gamma, p)
         hooked = hook_on if hook_on is not None else layer
-        self._hooks.append(hooked.register_forward_hook(lambda m, i, out: out * p))
+        self._hooks.append(hooked.register_forward_hook(_Scale(owner, gamma)))
         self._scaled.append((owner, gamma, layer))
         return p
 
@@ -88,6 +88,17 @@ class DiffFit(Method):
             if layer.bias is not None:
                 layer.bias.mul_(g)
         self._hooks, self._scaled = [], []
+
+
+class _Scale:
+    """Forward hook multiplying a module's output by `owner.<gamma>`. It holds the owner, not
+    the tensor, so a deep copy of the model scales by the copy's own gamma."""
+
+    def __init__(self, owner: nn.Module, gamma: str) -> None:
+        self.owner, self.gamma = owner, gamma
+
+    def __call__(self, module, inputs, output):
+        return output * getattr(self.owner, self.gamma)
 
 
 def _bias_and_norm(unet, target: Target) -> Params:

@@ -11,7 +11,7 @@ from peft.tuners.lora import LoraLayer
 from torch import nn
 
 from memctl.peft._method import Method, Params, register
-from memctl.peft._target import join, replace
+from memctl.peft._target import get, join, replace
 from memctl.peft.methods._layers import attention_projections, is_attention
 
 _ADAPTER = "default"
@@ -47,17 +47,23 @@ class LoRA(Method):
 
     def _inject(self, unet, paths: list[str]) -> Params:
         paths = [p for p in paths if not _is_lora(unet.get_submodule(p))]
-        if paths:
+        by_parent: dict[str, list[str]] = {}
+        for path in paths:
+            parent, _, child = path.rpartition(".")
+            by_parent.setdefault(parent, []).append(child)
+        for parent, children in by_parent.items():
+            # Injecting into the parent alone: peft scans only its few children.
             config = LoraConfig(
                 r=self.rank,
                 lora_alpha=self.alpha,
                 lora_dropout=self.dropout,
-                target_modules=paths,  # full paths: peft matches them exactly
+                target_modules=children,
             )
-            inject_adapter_in_model(config, unet, adapter_name=_ADAPTER)
+            module = get(unet, parent)
+            inject_adapter_in_model(config, module, adapter_name=_ADAPTER)
             # Layers are all we use; a stale config would make the next injection warn.
-            if "peft_config" in vars(unet):
-                del unet.peft_config
+            if "peft_config" in vars(module):
+                del module.peft_config
         params: Params = {}
         for path in paths:
             layer = unet.get_submodule(path)

@@ -3,7 +3,8 @@ and norm weight in the target, W' = U diag(ReLU(s + delta)) V^T, delta initialis
 
 Options: cache_dir (SVD disk cache; default $MEMCTL_SVD_CACHE, else none), lr_1d_ratio
 (norm scalars' lr relative to the matrices', 1e-3 as in the SV-DIFF reference code),
-mode ("factorised", or "rebuild" = W' every call, for reference only).
+mode ("auto": per call the cheaper of factorised and rebuilt W'; "factorised"; "rebuild" = W'
+every call, as the official code, for reference only).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from memctl.peft.methods._svdiff_layers import MODES, SVDiffLayer, SVDiffNorm, _
 class SVDiff(Method):
     name = "svdiff"
 
-    def __init__(self, cache_dir=None, lr_1d_ratio: float = 1e-3, mode: str = "factorised"):
+    def __init__(self, cache_dir=None, lr_1d_ratio: float = 1e-3, mode: str = "auto"):
         if mode not in MODES:
             raise UserError(f"svdiff mode: unknown {mode!r}; choose from {', '.join(MODES)}")
         self.cache = _svd_cache.cache_dir(cache_dir)
