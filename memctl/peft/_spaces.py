@@ -2,7 +2,7 @@
 
 blocks16  one bit per Transformer2DModel (its BasicTransformerBlocks), down -> mid -> up.
 attn32    two bits per Transformer2DModel: (norm1, attn1) and (norm2, attn2). The feed-forward
-          half (norm3, ff) is in no bit and stays frozen.
+          half (norm3, ff) is in no bit: frozen, like the rest of the U-Net outside the mask.
 paper13   the official code's grouping and semantics: down and mid blocks, then the first
           len-1 blocks of each up level (13 on SD); the last block of each up level is in no
           slot and always trains, and so does every parameter of the method outside the

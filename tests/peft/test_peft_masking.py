@@ -73,6 +73,10 @@ def test_all_zeros_and_all_ones(method, space, make_unet):
     assert sum(p.requires_grad for p in unet.parameters()) == len(zeros.trainable_parameters())
 
     ones = apply(tiny_unet(), method, [1] * n, space)
-    per_block = ones.count()["per_block"]
+    count = ones.count()
+    per_block = count["per_block"]
     assert len(per_block) == n
     assert all(per_block.values()) or method == "freeze"
+    if method != "full" and space != "paper13":  # nothing trains outside the slots
+        assert count["trainable"] == sum(per_block.values()) and not count["other"]
+    assert count["trainable"] == sum(p.numel() for p in ones.unet.parameters() if p.requires_grad)
