@@ -8,8 +8,9 @@
 2. SV-DIFF on all 16 blocks as memctl runs it (mode auto: factorised, or W' rebuilt where the
    token count makes that cheaper),
 3. with --factorised: SV-DIFF always factorised,
-4. SV-DIFF on all 16 blocks, rebuilding every W' = U diag(ReLU(s + delta)) V^T on every call
-   (what the official code does, here restricted to the same layers).
+4. SV-DIFF on all 16 blocks, rebuilding every W' = U @ diag(ReLU(s + delta)) @ V^T on every
+   call, as the official code writes it (the official code does so for every layer of the
+   U-Net; here only the same layers as 2.).
 
 A step is forward + MSE loss + backward + AdamW step on random latents at 28 x 28 (224 px)
 with a 77-token context. Weights are randomly initialised from a fixed seed, so the SVDs

@@ -19,7 +19,8 @@ from torch import nn
 
 from memctl.peft import _svd_cache
 
-# rebuild: W' every call, as the official code (reference); auto: the cheaper of the two.
+# rebuild: W' = U @ diag(s') @ V^T every call, as the official code does (a reference only);
+# auto: per call the cheaper of factorised and a broadcast rebuild (U * s') @ V^T.
 MODES = ("auto", "factorised", "rebuild")
 
 
@@ -114,9 +115,10 @@ class SVDiffLayer(_Cached):
         b = self.base
         if not (torch.is_grad_enabled() and self.delta.requires_grad):
             w = self._weight()  # evaluation: W' built once per delta value
-        elif self.mode == "rebuild" or (
-            not self._factorisable or self.mode == "auto" and self._rebuild_cheaper(x)
-        ):
+        elif self.mode == "rebuild":  # the official formula, kept as the reference
+            u, vh = self._factors_as(_compute_dtype(x))
+            w = (u @ torch.diag(self.scales().to(u.dtype)) @ vh).reshape(b.weight.shape)
+        elif not self._factorisable or self.mode == "auto" and self._rebuild_cheaper(x):
             u, vh = self._factors_as(_compute_dtype(x))
             w = ((u * self.scales().to(u.dtype)) @ vh).reshape(b.weight.shape)
         else:
