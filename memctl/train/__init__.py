@@ -1,0 +1,1 @@
+"""Fine-tuning on the cache: one loop, a torch or DeepSpeed engine, checkpoints, mitigations."""

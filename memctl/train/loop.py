@@ -2,14 +2,18 @@
 
 Reads only the cache (latents are sampled from the stored mean/logvar every step, so no
 image is ever re-encoded), trains exactly the parameters handed in, and logs
-`metrics.jsonl`. Seeded: the same config and data give the same losses.
+`metrics.jsonl`. Seeded: the same config and data give the same losses, and a run resumed
+from a checkpoint ends with the same weights as one that was never interrupted.
+
+One loop body serves both engines (memctl.train.engine): plain torch or DeepSpeed, one
+process or N data-parallel ranks.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,11 +21,25 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from memctl.config import TrainConfig
 from memctl.data.cache import CachedSet
+from memctl.errors import UserError
+from memctl.train import distributed, rng
+from memctl.train.batches import Batch, BatchSampler, BatchSource
+from memctl.train.checkpoint import Checkpointer
+from memctl.train.engine import Engine, make_engine
+from memctl.train.metrics_log import MetricsLog
+from memctl.train.mitigations import ThresholdFilter, make_rwa, make_threshold
+from memctl.train.schedule import lr_lambda
+
+__all__ = ["BatchSampler", "StepCallback", "TrainResult", "lr_lambda", "train"]
 
 StepCallback = Callable[[int, int, float], None]
+
+# Fields that change nothing a step computes: a checkpoint stays valid across them.
+_NOT_FINGERPRINTED = ("retrain_steps", "log_every", "checkpoint_every", "keep_checkpoints")
 
 
 @dataclass
@@ -29,53 +47,59 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     samples_per_s: float = 0.0
+    dropped: int = 0
+    """Samples the threshold mitigation dropped from the loss, all steps and ranks."""
+    resumed_from: int = 0
+    """Step the run continued from (0: started fresh)."""
 
 
-def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if cfg.warmup_steps and step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.lr_schedule == "cosine":
-            progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        return 1.0
-
-    return factor
+def trainable_named(unet: nn.Module, groups: Sequence[dict]) -> dict[str, nn.Parameter]:
+    """Names of the trained parameters as the module knows them (checkpoint keys)."""
+    names = {id(p): n for n, p in unet.named_parameters()}
+    named: dict[str, nn.Parameter] = {}
+    for i, p in enumerate(p for g in groups for p in g["params"]):
+        named[names.get(id(p), f"param.{i}")] = p
+    return named
 
 
-class BatchSampler:
-    """Seeded epoch-wise shuffling over the set's rows (repeats in the set stay repeats)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n, self.batch_size = n, batch_size
-        self.gen = torch.Generator().manual_seed(seed)
-        self.order = torch.empty(0, dtype=torch.long)
-
-    def next(self) -> torch.Tensor:
-        while len(self.order) < self.batch_size:
-            self.order = torch.cat([self.order, torch.randperm(self.n, generator=self.gen)])
-        batch, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
-        return batch
+def fingerprint(cfg: TrainConfig, named: dict[str, nn.Parameter], n_rows: int,
+                world_size: int) -> str:
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_FINGERPRINTED}
+    shapes = {n: list(p.shape) for n, p in named.items()}
+    text = json.dumps([fields, shapes, n_rows, world_size], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def diffusion_loss(
-    unet: torch.nn.Module,
-    noise_scheduler,
-    latents: torch.Tensor,
-    encoder_hidden_states: torch.Tensor,
-    gen: torch.Generator,
-) -> torch.Tensor:
-    """Standard denoising loss at uniformly drawn timesteps (epsilon or v prediction)."""
-    noise = torch.randn(latents.shape, generator=gen)
-    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
-                      generator=gen)
-    noisy = noise_scheduler.add_noise(latents, noise, t)
-    pred = unet(noisy, t, encoder_hidden_states).sample
+def _target(noise_scheduler, latents: torch.Tensor, noise: torch.Tensor,
+            t: torch.Tensor) -> torch.Tensor:
     if noise_scheduler.config.prediction_type == "v_prediction":
-        target = noise_scheduler.get_velocity(latents, noise, t)
-    else:
-        target = noise
-    return F.mse_loss(pred.float(), target.float())
+        return noise_scheduler.get_velocity(latents, noise, t)
+    return noise
+
+
+def micro_step(engine: Engine, batch: Batch, noise_scheduler, empty: torch.Tensor,
+               threshold: ThresholdFilter | None) -> tuple[torch.Tensor, int]:
+    """Denoising loss of one micro-batch (after the threshold drop) and how many it dropped."""
+    dev = engine.device
+    latents, noise, t = batch.latents.to(dev), batch.noise.to(dev), batch.t.to(dev)
+    cond = batch.cond.to(dev)
+    noisy = noise_scheduler.add_noise(latents, noise, t)
+    target = _target(noise_scheduler, latents, noise, t)
+    keep = torch.ones(len(t), dtype=torch.bool)
+    if threshold is not None:
+        keep = threshold.keep(ThresholdFilter.norms(engine.forward, noisy, t, cond,
+                                                    empty.to(dev)))
+    dropped = int((~keep).sum())
+    if dropped == len(t):
+        # Still a forward and backward (zero gradient): data-parallel ranks must not diverge
+        # in collectives, and the accumulation count stays right.
+        pred = engine.forward(noisy[:1], t[:1], cond[:1])
+        return F.mse_loss(pred.float(), target[:1].float()) * 0.0, dropped
+    if dropped:
+        k = keep.to(dev)
+        noisy, t, cond, target = noisy[k], t[k], cond[k], target[k]
+    pred = engine.forward(noisy, t, cond)
+    return F.mse_loss(pred.float(), target.float()), dropped
 
 
 def train(
@@ -88,54 +112,106 @@ def train(
     scaling_factor: float,
     out_dir: Path | None = None,
     on_step: StepCallback | None = None,
+    tokenizer=None,
+    text_encoder: torch.nn.Module | None = None,
+    captions: Sequence[str] | None = None,
 ) -> TrainResult:
-    """Runs cfg.steps optimizer steps of masked fine-tuning; returns the losses."""
-    params = [p for g in param_groups for p in g["params"]]
+    """Runs cfg.steps optimizer steps of masked fine-tuning; returns the losses.
+
+    With `out_dir` and cfg.checkpoint_every, checkpoints go to out_dir/checkpoints and a
+    rerun resumes from the newest one. rwa needs `tokenizer`, `text_encoder` and `captions`
+    (the text of each data.prompt_embeds row; see mitigations.prompt_captions).
+    """
     result = TrainResult()
-    log_file = None
+    groups = [g for g in param_groups if g["params"]]
+    named = trainable_named(unet, groups)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        log_file = open(out_dir / "metrics.jsonl", "w")  # noqa: SIM115 - closed in finally
-        os.chmod(out_dir / "metrics.jsonl", 0o600)
-    unet.train()
-    if not params:  # nothing may move (freeze, or an all-zeros mask): no optimizer, no steps
+    if not named:  # nothing may move (freeze, or an all-zeros mask): no optimizer, no steps
+        MetricsLog(out_dir / "metrics.jsonl" if out_dir else None).close()
         unet.eval()
         return result
-    optimizer = torch.optim.AdamW(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    sampler = BatchSampler(len(data), cfg.batch_size, cfg.seed)
+
+    rank = distributed.setup_env()
+    device = distributed.device_for(rank)
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    rwa = None
+    if cfg.mitigation == "rwa":  # checked before the engine starts: fail fast
+        rwa = make_rwa(cfg, tokenizer, text_encoder, rank.rank)
+        if captions is None or len(captions) != len(data.prompt_embeds):
+            raise UserError("train.mitigation=rwa needs the caption of every prompt embedding")
+    unet.train()
+    engine = make_engine(unet, groups, named, cfg, device, rank)
+    threshold = make_threshold(cfg) if cfg.mitigation == "threshold" else None
+    source = BatchSource(data, cfg.batch_size, cfg.seed, rank, scaling_factor,
+                         noise_scheduler.config.num_train_timesteps, rwa, captions or ())
+
+    ckpt = None
+    first = 0
+    if out_dir is not None and cfg.checkpoint_every:
+        ckpt = Checkpointer(out_dir / "checkpoints", cfg.keep_checkpoints, rank,
+                            fingerprint(cfg, named, len(data), rank.world_size))
+        state = ckpt.restore(engine)
+        if state is not None:
+            first = result.resumed_from = state["step"]
+            result.losses, result.dropped = list(state["losses"]), state["dropped"]
+            source.load_state_dict(state["source"])
+            if threshold is not None:
+                threshold.load_state_dict(state["threshold"])
+            rng.restore(state["rng"])
+
+    log = MetricsLog(out_dir / "metrics.jsonl" if out_dir and rank.is_main else None, first)
+    global_batch = cfg.batch_size * cfg.grad_accum * rank.world_size
     start = time.perf_counter()
     try:
-        for step in range(cfg.steps):
-            idx = sampler.next()
-            std = torch.exp(0.5 * data.latent_logvar[idx])
-            eps = torch.randn(std.shape, generator=gen)
-            latents = (data.latent_mean[idx] + std * eps) * scaling_factor
-            cond = data.prompt_embeds[data.prompt_index[idx]]
-            loss = diffusion_loss(unet, noise_scheduler, latents, cond, gen)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step}")
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            sched.step()
-            optimizer.zero_grad(set_to_none=True)
-            result.losses.append(loss.item())
-            if log_file and (step % cfg.log_every == 0 or step == cfg.steps - 1):
-                elapsed = time.perf_counter() - start
-                log_file.write(json.dumps({
-                    "step": step, "loss": result.losses[-1], "lr": sched.get_last_lr()[0],
-                    "samples_per_s": (step + 1) * cfg.batch_size / elapsed, "dropped": 0,
-                }) + "\n")
-                log_file.flush()
-            if on_step:
-                on_step(step + 1, cfg.steps, result.losses[-1])
+        for step in range(first, cfg.steps):
+            lr = engine.lr()
+            loss_sum, dropped, augmented = 0.0, 0, 0
+            for _ in range(cfg.grad_accum):
+                batch = source.next()
+                loss, n_dropped = micro_step(engine, batch, noise_scheduler, data.empty_embed,
+                                             threshold)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at step {step}")
+                engine.backward(loss)
+                engine.step()
+                loss_sum += loss.item()
+                dropped += n_dropped
+                augmented += batch.augmented
+            if threshold is not None:
+                threshold.end_step()
+            loss_sum, dropped, augmented = distributed.all_sum(
+                [loss_sum, dropped, augmented], device)
+            loss_value = loss_sum / (cfg.grad_accum * rank.world_size)
+            result.losses.append(loss_value)
+            result.dropped += int(dropped)
+            done = step + 1
+            if step % cfg.log_every == 0 or done == cfg.steps:
+                record = {"step": step, "loss": loss_value, "lr": lr,
+                          "samples_per_s": (done - first) * global_batch
+                          / (time.perf_counter() - start),
+                          "dropped": int(dropped), "dropped_total": result.dropped}
+                if rwa is not None:
+                    record["augmented"] = int(augmented)
+                if threshold is not None and threshold.threshold is not None:
+                    record["threshold"] = threshold.threshold
+                log.write(record)
+            if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                ckpt.save(done, engine, {
+                    "step": done, "losses": list(result.losses), "dropped": result.dropped,
+                    "source": source.state_dict(), "rng": rng.capture(),
+                    "threshold": threshold.state_dict() if threshold is not None else None,
+                })
+            if on_step and rank.is_main:
+                on_step(done, cfg.steps, loss_value)
     finally:
-        if log_file:
-            log_file.close()
+        log.close()
     result.seconds = time.perf_counter() - start
-    result.samples_per_s = cfg.steps * cfg.batch_size / result.seconds
+    ran = cfg.steps - first
+    result.samples_per_s = ran * global_batch / result.seconds if ran else 0.0
+    engine.finish()
+    if cfg.gradient_checkpointing:
+        unet.disable_gradient_checkpointing()  # hand the model back as it came
     unet.eval()
     return result
