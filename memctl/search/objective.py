@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from memctl.config import Config
 from memctl.data.cache import CacheReader, load_image
 from memctl.metrics import d_mem_noised, frechet_from_stats, gaussian_stats
 from memctl.metrics.features import FeatureExtractor, get_extractor
+from memctl.metrics.reference_stats import reference_stats
 from memctl.metrics.sampling import generate
 from memctl.models.load import Components, load_components
 from memctl.train.loop import StepCallback, TrainResult, train
@@ -76,26 +76,20 @@ def real_stats(reader: CacheReader, split: str, extractor: FeatureExtractor,
     """Mean and covariance of a split's real-image features, cached next to the data cache.
 
     Uses every usable image of the split (not just the FID prompts) so the reference
-    Gaussian is as good as the data allows.
+    Gaussian is as good as the data allows; keyed by the cache's fingerprint.
     """
-    path = reader.path.with_name(f"{reader.path.stem}.{split}.{extractor.name}.npz")
-    if path.exists():
-        with np.load(path) as z:
-            return z["mu"], z["sigma"], int(z["n"])
     idx = reader.usable(split)
     if not idx:
         raise ValueError(f"split {split!r} is empty in {reader.path}")
-    feats = []
-    for start in range(0, len(idx), 64):
-        imgs = torch.stack([load_image(reader_path, resolution)
-                            for reader_path in _paths(reader, idx[start:start + 64])])
-        feats.append(extractor((imgs + 1) / 2))
-    mu, sigma = gaussian_stats(torch.cat(feats))
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, mu=mu, sigma=sigma, n=len(idx))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return mu, sigma, len(idx)
+
+    def batches():
+        for start in range(0, len(idx), 64):
+            paths = _paths(reader, idx[start:start + 64])
+            yield (torch.stack([load_image(p, resolution) for p in paths]) + 1) / 2
+
+    stats = reference_stats(reader.path, split, extractor, str(reader.attrs["fingerprint"]),
+                            batches, keep_features=False)
+    return stats.mu, stats.sigma, stats.n
 
 
 def _paths(reader: CacheReader, indices: Sequence[int]) -> list[str]:

@@ -130,15 +130,15 @@ def run_worker(spec: WorkerSpec) -> dict:
         nonlocal failures
         bits = suggest_mask(trial, ctx.n_bits)
         out = trials_root / f"{_root_number(trial):05d}"
-        out.mkdir(parents=True, exist_ok=True)
-        trial.set_user_attr("mask", bits_str(bits))
-        trial.set_user_attr("out_dir", str(out))
-        for key, value in job.items():
-            trial.set_user_attr(key, value)
-        log_path = os.environ.get("SUBMITIT_STDOUT") or _submitit_log()
-        if log_path:
-            trial.set_user_attr("log", log_path)
         try:
+            out.mkdir(parents=True, exist_ok=True)
+            trial.set_user_attr("mask", bits_str(bits))
+            trial.set_user_attr("out_dir", str(out))
+            for key, value in job.items():
+                trial.set_user_attr(key, value)
+            log_path = os.environ.get("SUBMITIT_STDOUT") or _submitit_log()
+            if log_path:
+                trial.set_user_attr("log", log_path)
             scores = run_trial(cfg, ctx, bits, out)
         except Exception as err:
             # Keep the reason on the trial; Optuna then records it as FAIL and we go on.
@@ -166,7 +166,6 @@ def run_worker(spec: WorkerSpec) -> dict:
 def _submitit_log() -> str:
     """Path of this job's submitit stdout log, when running under submitit."""
     try:
-        env = submitit.JobEnvironment()
-    except RuntimeError:
+        return str(submitit.JobEnvironment().paths.stdout)
+    except (RuntimeError, KeyError):  # not under submitit, or its debug executor
         return ""
-    return str(env.paths.stdout)
