@@ -46,31 +46,38 @@ def prepared(tmp_path_factory, tiny_model_dir):
     return cfg, prepare(cfg)
 
 
-def _dev_env_file() -> Path:
-    state = os.environ.get("MEMCTL_DEV_STATE")
-    return (Path(state) if state else REPO / ".dev-cluster") / "env"
-
-
-@pytest.fixture(scope="session")
-def dev_cluster() -> dict[str, str]:
-    """Variables of the running dev cluster (slurm/dev/up.sh); exported into os.environ.
-
-    Skips without the cluster, but fails under MEMCTL_REQUIRE_INFRA=1 (the test command),
-    so CI never silently skips the SLURM and PostgreSQL tests.
-    """
+def read_dev_env() -> dict[str, str] | None:
+    """The `export KEY=value` lines of the dev cluster's env file (slurm/dev/up.sh), or None."""
     import shlex
 
-    path = _dev_env_file()
+    state = os.environ.get("MEMCTL_DEV_STATE")
+    path = (Path(state) if state else REPO / ".dev-cluster") / "env"
     if not path.is_file():
-        msg = f"dev cluster env file {path} not found: run slurm/dev/install.sh && slurm/dev/up.sh"
-        if os.environ.get("MEMCTL_REQUIRE_INFRA") == "1":
-            pytest.fail(msg + " (MEMCTL_REQUIRE_INFRA=1)", pytrace=False)
-        pytest.skip(msg)
+        return None
     env: dict[str, str] = {}
     for line in path.read_text().splitlines():
         words = shlex.split(line, comments=True)
         if len(words) == 2 and words[0] == "export" and "=" in words[1]:
             key, value = words[1].split("=", 1)
             env[key] = value
+    return env
+
+
+def require_dev_env() -> dict[str, str]:
+    """Skips without the cluster, but fails under MEMCTL_REQUIRE_INFRA=1 (the test command),
+    so CI never silently skips the SLURM and PostgreSQL tests."""
+    env = read_dev_env()
+    if env is None:
+        msg = "dev cluster env file not found: run slurm/dev/install.sh && slurm/dev/up.sh"
+        if os.environ.get("MEMCTL_REQUIRE_INFRA") == "1":
+            pytest.fail(msg + " (MEMCTL_REQUIRE_INFRA=1)", pytrace=False)
+        pytest.skip(msg)
+    return env
+
+
+@pytest.fixture(scope="session")
+def dev_cluster() -> dict[str, str]:
+    """Variables of the running dev cluster, exported into os.environ for child processes."""
+    env = require_dev_env()
     os.environ.update(env)
     return env

@@ -14,34 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_dev_env
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _env_file() -> Path:
-    state = os.environ.get("MEMCTL_DEV_STATE")
-    return (Path(state) if state else REPO / ".dev-cluster") / "env"
-
-
-def _read_env(path: Path) -> dict[str, str]:
-    """Parse the `export KEY='value'` lines of the env file."""
-    env: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        words = shlex.split(line, comments=True)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, value = words[1].split("=", 1)
-            env[key] = value
-    return env
 
 
 @pytest.fixture(scope="module")
 def dev_env() -> dict[str, str]:
-    path = _env_file()
-    if not path.is_file():
-        msg = f"dev cluster env file {path} not found: run slurm/dev/install.sh && slurm/dev/up.sh"
-        if os.environ.get("MEMCTL_REQUIRE_INFRA") == "1":
-            pytest.fail(msg + " (MEMCTL_REQUIRE_INFRA=1)", pytrace=False)
-        pytest.skip(msg)
-    return _read_env(path)
+    return require_dev_env()
 
 
 @pytest.fixture

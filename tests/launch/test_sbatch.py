@@ -20,6 +20,7 @@ import pytest
 
 from memctl.config import SlurmConfig
 from memctl.launch.executors import make_executor
+from tests.conftest import require_dev_env
 from tests.launch.test_container import read_calls, write_shim
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,26 +135,9 @@ def test_golden_runs_every_task_inside_the_image():
 # the dev cluster
 
 
-def _env_file() -> Path:
-    state = os.environ.get("MEMCTL_DEV_STATE")
-    return (Path(state) if state else REPO / ".dev-cluster") / "env"
-
-
 @pytest.fixture(scope="module")
 def cluster_env() -> dict[str, str]:
-    path = _env_file()
-    if not path.is_file():
-        msg = f"dev cluster env file {path} not found: run slurm/dev/install.sh && slurm/dev/up.sh"
-        if os.environ.get("MEMCTL_REQUIRE_INFRA") == "1":
-            pytest.fail(msg + " (MEMCTL_REQUIRE_INFRA=1)", pytrace=False)
-        pytest.skip(msg)
-    env: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        words = shlex.split(line, comments=True)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, value = words[1].split("=", 1)
-            env[key] = value
-    return env
+    return require_dev_env()
 
 
 def _job_env(cluster_env: dict[str, str], **extra: str) -> dict[str, str]:
