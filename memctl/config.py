@@ -9,6 +9,7 @@ are the embedded tiny setup (configs/tiny.yaml spells them out).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -386,8 +387,11 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         raise UserError(f"{source}: {err.name}: {err.message}") from None
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
+def config_from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> Config:
     """Rebuilds a Config recorded with to_dict() (study attributes, run directories)."""
+    data = copy.deepcopy(data)
+    for override in overrides:
+        _apply_override(data, override)
     try:
         return _build(Config, data)
     except _Invalid as err:

@@ -40,6 +40,7 @@ def config_options(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(*args: Any, config_path: str | None, overrides: tuple[str, ...], **kwargs: Any):
         setup_logging()
+        click.get_current_context().meta["memctl.overrides"] = overrides
         cfg = load_config(config_path, overrides)
         return func(*args, cfg=cfg, config_given=bool(config_path), **kwargs)
 

@@ -22,7 +22,8 @@ from memctl.errors import UserError
               help="mask.json from an earlier retrain or another study.")
 @click.option("--study", help="Study name (default: search.study).")
 @click.option("--storage", help="Storage URL (default: search.storage).")
-@click.option("--gpus", type=int, default=1, show_default=True, help="GPUs (data parallel).")
+@click.option("--gpus", type=int, default=1, show_default=True,
+              help="Data-parallel ranks on this node (one per GPU; CPU processes without).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--json", "as_json", is_flag=True)
 def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | None,
@@ -30,6 +31,7 @@ def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | Non
             out_dir: str | None, as_json: bool) -> None:
     """Retrain the chosen mask on the full training split; write a loadable pipeline."""
     from memctl.search.retrain import retrain as run_retrain
+    from memctl.search.retrain import retrain_on_gpus
 
     if sum([best, trial_number is not None, mask_file is not None]) != 1:
         raise UserError("give exactly one of --best, --trial N, --mask FILE")
@@ -55,7 +57,9 @@ def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | Non
         st = load_study(cfg, storage_url(cfg))
         attrs = st.user_attrs
         if not config_given and "config" in attrs:  # retrain what was searched
-            cfg = dataclasses.replace(config_from_dict(attrs["config"]), search=cfg.search)
+            overrides = click.get_current_context().meta.get("memctl.overrides", ())
+            cfg = dataclasses.replace(config_from_dict(attrs["config"], overrides),
+                                      search=cfg.search)
         if best:
             try:
                 chosen = pick(st)
@@ -74,11 +78,15 @@ def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | Non
         name = f"{st.study_name}-trial{chosen.number}"
     out = Path(out_dir) if out_dir else Path(cfg.run_dir) / "retrain" / name
     console.print(f"retraining mask {''.join(map(str, bits))} ({source}) -> {out}")
-    with progress_bar("retrain") as update:
-        result = run_retrain(cfg, model_dir=model_dir, cache_path=cache_path, bits=bits,
-                             dmem_indices=dmem, block_names=blocks, out_dir=out, source=source,
-                             command=command_line(),
-                             on_step=lambda s, n, loss: update(s, n, f"loss {loss:.4f}"))
+    args = dict(model_dir=model_dir, cache_path=cache_path, bits=bits, dmem_indices=dmem,
+                block_names=blocks, out_dir=out, source=source, command=command_line())
+    if gpus > 1:
+        console.print(f"{gpus} data-parallel ranks; logs under {out}/ranks")
+        result = retrain_on_gpus(gpus, cfg=cfg, **args)
+    else:
+        with progress_bar("retrain") as update:
+            result = run_retrain(cfg, **args,
+                                 on_step=lambda s, n, loss: update(s, n, f"loss {loss:.4f}"))
     if as_json:
         emit_json({"out_dir": str(result.out_dir), **result.metrics})
     else:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from memctl.config import Config, dump_config
 from memctl.data.cache import CacheReader, write_json
 from memctl.errors import UserError
@@ -44,11 +46,12 @@ def mask_record(cfg: Config, bits: Sequence[int], block_names: Sequence[str], co
 
 def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int],
             dmem_indices: Sequence[int], block_names: Sequence[str], out_dir: Path,
-            source: str, command: str, on_step: StepCallback | None = None) -> RetrainResult:
+            source: str, command: str, on_step: StepCallback | None = None,
+            ) -> RetrainResult | None:
     from memctl.models.load import load_pipeline
     from memctl.search.objective import fine_tune, score
 
-    if out_dir.exists() and (out_dir / "metrics.json").exists():
+    if (out_dir / "metrics.json").exists():
         raise UserError(f"{out_dir}: already holds a finished retrain (choose another --out)")
     make_private_dir(out_dir)
     start = time.perf_counter()
@@ -59,6 +62,8 @@ def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int]
     retrain_cfg = dataclasses.replace(cfg.train, steps=cfg.train.retrain_steps)
     run_cfg = dataclasses.replace(cfg, train=retrain_cfg)
     tuned = fine_tune(run_cfg, model_dir, bits, reader, train_idx, out_dir, on_step)
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return None  # data-parallel ranks only train; rank 0 evaluates and exports
     d_mem, fid, n_fid = score(tuned.comps, reader, run_cfg, dmem_indices, split="test")
 
     from safetensors.torch import save_file
@@ -86,3 +91,21 @@ def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int]
     }
     write_json(out_dir / "metrics.json", metrics)
     return RetrainResult(out_dir, list(bits), metrics)
+
+
+def retrain_on_gpus(gpus: int, **kwargs) -> RetrainResult:
+    """Runs `retrain` as `gpus` data-parallel ranks on this node (one process per GPU).
+
+    submitit's local executor starts the ranks and exports their distributed environment;
+    the training engine picks it up. Rank 0 returns the result.
+    """
+    import submitit
+
+    folder = kwargs["out_dir"] / "ranks"
+    folder.mkdir(parents=True, exist_ok=True)
+    executor = submitit.AutoExecutor(folder=folder, cluster="local")
+    executor.update_parameters(tasks_per_node=gpus, timeout_min=7 * 24 * 60,
+                               gpus_per_node=gpus if torch.cuda.is_available() else 0)
+    job = executor.submit(retrain, **{**kwargs, "on_step": None})
+    results = job.results()
+    return next(r for r in results if r is not None)
