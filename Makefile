@@ -35,7 +35,7 @@ infra-down:
 test: install infra
 	$(VENV)/bin/ruff check memctl tests benchmarks
 	$(PY) -m memctl.train.prebuild
-	. .dev-cluster/env && MEMCTL_REQUIRE_INFRA=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+	. $${MEMCTL_DEV_STATE:-.dev-cluster}/env && MEMCTL_REQUIRE_INFRA=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check memctl tests benchmarks

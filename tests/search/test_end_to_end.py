@@ -45,6 +45,12 @@ def test_search_retrain_report_on_embedded_default(tmp_path):
     mask = json.loads((run / "mask.json").read_text())
     assert mask["bits"] == retrain["mask"] and 0 < mask["trainable"] < mask["total"]
 
+    # Two data-parallel ranks (CPU processes here, one per GPU on a node) export the same way.
+    picked = status["picked"]
+    two = json.loads(memctl(tmp_path, "retrain", "--trial", str(picked), "--gpus", "2",
+                            "--out", "two-ranks", "--json", *SMALL).stdout)
+    assert two["mask"] == retrain["mask"] and (tmp_path / "two-ranks" / "pipeline").is_dir()
+
     # The exported pipeline loads in stock diffusers (no memctl import) and generates.
     script = (
         "import sys, torch\n"
