@@ -209,9 +209,34 @@ class EvalConfig:
     """Noise draws per D_mem sample and timestep."""
     seed: int = 0
     batch_size: int = 16
+    # `memctl evaluate` only (the search scores d_mem and FID alone):
+    extraction_prompts: int = 4
+    """D_mem prompts attacked (Carlini et al. extraction); 0 turns the attack off."""
+    extraction_generations: int = 16
+    """Generations per attacked prompt (paper: 500)."""
+    clique_size: int = 10
+    """A prompt is memorised when this many generations are mutual near-duplicates."""
+    edge_threshold: float = 0.15
+    """Tiled l2 below which two generations are linked."""
+    extraction_threshold: float = 0.15
+    """Normalised l2 to a training image at or below which a memorised prompt is extracted."""
+    tile_grid: int = 4
+    text_image: str = "none"
+    """Text-image score: biovil-t (chest X-rays), clip (natural images) or none."""
+    text_image_weights: str = ""
+    """Local model directory for the text-image score."""
 
     def __post_init__(self) -> None:
-        _positive(self, "fid_samples", "num_inference_steps", "dmem_noise_seeds", "batch_size")
+        _positive(self, "fid_samples", "num_inference_steps", "dmem_noise_seeds", "batch_size",
+                  "extraction_generations", "clique_size", "tile_grid")
+        _check(self.extraction_prompts >= 0, "extraction_prompts",
+               f"must be >= 0, got {self.extraction_prompts}")
+        _check(self.clique_size <= self.extraction_generations, "clique_size",
+               f"must be <= extraction_generations ({self.extraction_generations}), "
+               f"got {self.clique_size}")
+        for name in ("edge_threshold", "extraction_threshold"):
+            _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        _choice(self, "text_image", ("none", "biovil-t", "clip"))
         _check(self.guidance_scale >= 1, "guidance_scale",
                f"must be >= 1, got {self.guidance_scale}")
         _check(bool(self.dmem_timesteps) and all(0 <= t < 1000 for t in self.dmem_timesteps),

@@ -122,6 +122,7 @@ def report(cfg: Config, config_given: bool, study: str | None, storage: str | No
            out_dir: str | None, as_json: bool) -> None:
     """Write report.html, report.md, pareto.png, trials.csv for a study."""
     from memctl.report.collect import collect
+    from memctl.report.compare import collect_evaluations
     from memctl.report.render import write_report
     from memctl.search.study import load_study, mask_url, storage_url
 
@@ -132,8 +133,10 @@ def report(cfg: Config, config_given: bool, study: str | None, storage: str | No
     url = storage_url(cfg)
     snap = collect(load_study(cfg, url), mask_url(url))
     out = Path(out_dir) if out_dir else Path(cfg.run_dir) / "reports" / snap.name
-    paths = write_report(snap, out)
+    comparison = collect_evaluations(Path(cfg.run_dir))
+    paths = write_report(snap, out, comparison)
     if as_json:
         emit_json({k: str(v) for k, v in paths.items()})
     else:
-        console.print(f"report: {paths['report.html']} (also report.md, trials.csv)")
+        extra = f", comparison of {len(comparison)} models" if comparison else ""
+        console.print(f"report: {paths['report.html']} (also report.md, trials.csv{extra})")

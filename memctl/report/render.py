@@ -12,6 +12,7 @@ from pathlib import Path
 import jinja2
 
 from memctl.report.collect import StudySnapshot, TrialRow
+from memctl.report.compare import EvaluationRow
 from memctl.report.figures import pareto_scatter
 
 _ENV = jinja2.Environment(
@@ -28,27 +29,36 @@ def _write(path: Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_report(snap: StudySnapshot, out_dir: Path) -> dict[str, Path]:
+def _write_csv(path: Path, rows: list, row_type: type) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[f.name for f in dataclasses.fields(row_type)])
+        writer.writeheader()
+        writer.writerows(dataclasses.asdict(r) for r in rows)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def write_report(snap: StudySnapshot, out_dir: Path,
+                 comparison: list[EvaluationRow] | None = None) -> dict[str, Path]:
+    """`comparison`: evaluated retrains and baselines (memctl evaluate / baselines), if any."""
     out_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(out_dir, 0o700)
     png = pareto_scatter(snap)
     front = sorted(snap.front, key=lambda r: r.d_mem or 0.0)
     failed = [r for r in snap.rows if r.state == "FAIL"]
-    ctx = dict(s=snap, front=front, failed=failed, png=base64.b64encode(png).decode())
+    ctx = dict(s=snap, front=front, failed=failed, png=base64.b64encode(png).decode(),
+               comparison=comparison or [])
     paths = {name: out_dir / name for name in
              ("report.html", "report.md", "pareto.png", "trials.csv", "trials.json")}
     _write(paths["pareto.png"], png)
     _write(paths["report.html"], _ENV.get_template("report.html.j2").render(**ctx))
     _write(paths["report.md"], _ENV.get_template("report.md.j2").render(**ctx))
+    _write_csv(paths["trials.csv"], snap.rows, TrialRow)
+    if comparison:
+        paths["comparison.csv"] = out_dir / "comparison.csv"
+        _write_csv(paths["comparison.csv"], comparison, EvaluationRow)
     rows = [dataclasses.asdict(r) for r in snap.rows]
-    fields = [f.name for f in dataclasses.fields(TrialRow)]
-    tmp = paths["trials.csv"].with_name("trials.csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, paths["trials.csv"])
     summary = {k: v for k, v in dataclasses.asdict(snap).items() if k != "rows"}
     _write(paths["trials.json"], json.dumps({**summary, "trials": rows}, indent=2, default=str))
     return paths

@@ -1,5 +1,7 @@
-"""The spine on the embedded default: search (local executor) -> status -> retrain -> report."""
+"""The spine on the embedded default: search (local executor) -> status -> retrain ->
+evaluate / baselines -> report."""
 
+import csv
 import json
 import os
 import subprocess
@@ -65,7 +67,17 @@ def test_search_retrain_report_on_embedded_default(tmp_path):
     subprocess.run([sys.executable, "-c", script, str(run / "pipeline")], check=True, env=env,
                    cwd=tmp_path, timeout=300)
 
+    # The comparison: the retrained mask and one baseline, evaluated the same way.
+    attack = ["eval.extraction_prompts=2", "eval.extraction_generations=4", "eval.clique_size=2"]
+    ev = json.loads(memctl(tmp_path, "evaluate", str(run), "--json", *attack).stdout)
+    assert ev["mask"] == retrain["mask"] and ev["extraction"]["prompts"] == 2
+    base = json.loads(memctl(tmp_path, "baselines", "--only", "full", "--json",
+                             *SMALL, *attack).stdout)
+    assert base["full"]["method"] == "full" and base["full"]["trainable"] == mask["total"]
+
     report = json.loads(memctl(tmp_path, "report", "--json").stdout)
+    with open(tmp_path / report["comparison.csv"]) as fh:
+        assert [r["name"] for r in csv.DictReader(fh)] == [run.name, "full"]
     html = Path(tmp_path / report["report.html"]).read_text()
     assert "data:image/png;base64," in html and "Pareto front" in html
     csv_lines = Path(tmp_path / report["trials.csv"]).read_text().splitlines()

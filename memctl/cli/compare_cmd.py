@@ -1,0 +1,77 @@
+"""memctl evaluate / baselines: the comparison table of the paper (FID, AMD, text-image score,
+extraction attack) for retrained masks and the baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from memctl.cli import main
+from memctl.cli.common import command_line, config_options, console, emit_json, setup_logging
+from memctl.config import Config
+
+
+def _summary_line(name: str, ev: dict) -> str:
+    ti = ev["text_image"]
+    ti_text = f"{ti['name']} {ti['value']:.3f}" if ti["value"] is not None else "text-image n/a"
+    ex = ev["extraction"]
+    return (f"{name}: FID {ev['fid_test']:.2f}, AMD {ev['amd']:.4f}, {ti_text}, "
+            f"extracted {ex['n_extracted']}/{ex['prompts']} (memorised {ex['n_memorised']}), "
+            f"d_mem {ev['d_mem']:.4f}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("overrides", nargs=-1, metavar="[SECTION.FIELD=VALUE]...")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(run_dir: str, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Score a retrained run directory: FID, AMD, text-image score, extraction attack, d_mem.
+
+    Uses the run's own config.yaml (overrides such as eval.extraction_generations=500 apply on
+    top) and writes RUN_DIR/evaluation.json.
+    """
+    from memctl.search.evaluate import evaluate as run_evaluate
+
+    setup_logging()
+    with console.status("evaluating") as status:
+        ev = run_evaluate(Path(run_dir), overrides,
+                          progress=lambda msg: status.update(f"evaluating: {msg}"))
+    if as_json:
+        emit_json(ev)
+    else:
+        console.print(_summary_line(run_dir, ev))
+        console.print(f"written: {run_dir}/evaluation.json")
+
+
+@main.command()
+@config_options
+@click.option("--only", default=",".join(("full", "peft", "rwa", "threshold")),
+              show_default=True, help="Comma-separated baselines to run.")
+@click.option("--no-evaluate", is_flag=True, help="Retrain only; run `memctl evaluate` later.")
+@click.option("--json", "as_json", is_flag=True)
+def baselines(cfg: Config, config_given: bool, only: str, no_evaluate: bool,
+              as_json: bool) -> None:
+    """Retrain and evaluate the paper's baselines: full fine-tuning, vanilla PEFT, random
+    word addition, threshold mitigation. Results land in RUN_DIR/baselines/NAME/."""
+    from memctl.errors import UserError
+    from memctl.search.baselines import BASELINES, run_baselines
+
+    names = tuple(n.strip() for n in only.split(",") if n.strip())
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown or not names:
+        raise UserError(f"--only: unknown baseline {', '.join(unknown) or '(none given)'}; "
+                        f"choose from {', '.join(BASELINES)}")
+    with console.status("baselines") as status:
+        results = run_baselines(
+            cfg, names, command_line(), evaluate_too=not no_evaluate,
+            on_stage=lambda name, msg: status.update(f"baseline {name}: {msg}"))
+    if as_json:
+        emit_json(results)
+        return
+    for name, res in results.items():
+        if "extraction" in res:
+            console.print(_summary_line(name, res))
+        else:
+            console.print(f"{name}: retrained, test FID {res.get('fid_test', float('nan')):.2f}")
+    console.print(f"under {Path(cfg.run_dir) / 'baselines'}; `memctl report` tabulates them")

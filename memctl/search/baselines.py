@@ -1,0 +1,78 @@
+"""The paper's comparison baselines, each retrained on the full training split like the
+chosen mask, then evaluated:
+
+    full       full fine-tuning of the U-Net
+    peft       the PEFT method on every block (vanilla PEFT, no mask search)
+    rwa        vanilla PEFT + random word addition to captions (Somepalli et al.)
+    threshold  vanilla PEFT + threshold mitigation (Wen et al.)
+
+Each lands in RUN_DIR/baselines/NAME/ with the same layout as `memctl retrain`. A baseline
+whose retrain already finished is not trained again, and one already evaluated is not
+evaluated again, so an interrupted `memctl baselines` picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from memctl.config import Config
+
+BASELINES = ("full", "peft", "rwa", "threshold")
+
+
+def baseline_config(cfg: Config, name: str) -> Config:
+    """The config one baseline trains with: `cfg` with its method and mitigation replaced."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+    method = "full" if name == "full" else cfg.peft.method
+    mitigation = name if name in ("rwa", "threshold") else "none"
+    return dataclasses.replace(
+        cfg, peft=dataclasses.replace(cfg.peft, method=method),
+        train=dataclasses.replace(cfg.train, mitigation=mitigation))
+
+
+def run_baselines(cfg: Config, names: tuple[str, ...], command: str,
+                  on_stage: Callable[[str, str], None] | None = None,
+                  evaluate_too: bool = True) -> dict[str, dict]:
+    """Retrains (and evaluates) each named baseline; returns name -> metrics or evaluation."""
+    from memctl import peft
+    from memctl.models.load import load_components
+    from memctl.search.evaluate import evaluate
+    from memctl.search.retrain import retrain
+    from memctl.workspace import prepare, proxy_set
+
+    stage = on_stage or (lambda _name, _msg: None)
+    ws = prepare(cfg)
+    dmem = proxy_set(cfg, ws.reader()).dmem_indices
+    unet = load_components(ws.model_dir, text=False).unet
+    n_bits = peft.num_bits(unet, cfg.peft.space)
+    blocks = peft.block_names(unet, cfg.peft.space)
+    del unet
+    results: dict[str, dict] = {}
+    for name in names:
+        out = Path(cfg.run_dir) / "baselines" / name
+        bcfg = baseline_config(cfg, name)
+        if not (out / "metrics.json").exists():
+            stage(name, "training")
+            result = retrain(bcfg, model_dir=str(ws.model_dir), cache_path=str(ws.cache_path),
+                             bits=[1] * n_bits, dmem_indices=dmem, block_names=blocks,
+                             out_dir=out, source=f"baseline {name}", command=command)
+            results[name] = result.metrics if result else {}
+        if evaluate_too:
+            if (out / "evaluation.json").exists():
+                stage(name, "already evaluated")
+                results[name] = _read(out / "evaluation.json")
+            else:
+                stage(name, "evaluating")
+                results[name] = evaluate(out, progress=lambda msg, n=name: stage(n, msg))
+        elif name not in results:
+            results[name] = _read(out / "metrics.json")
+    return results
+
+
+def _read(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())

@@ -1,0 +1,171 @@
+"""Evaluate a retrained run directory on the paper's comparison columns.
+
+    RUN_DIR/pipeline + RUN_DIR/config.yaml  ->  RUN_DIR/evaluation.json
+
+    fid_test       FID of one generation per test prompt (fixed seeded subset) vs the test split
+    amd            mean over those generations of the cosine distance to the nearest training
+                   image, in the same feature space (lower: closer to training data)
+    text_image     BioViL-T or CLIP score of the generations against their captions
+    extraction     Carlini et al. on the D_mem prompts: cliques of near-duplicate generations,
+                   confirmed against the prompt's own training images
+    d_mem          noised-data d_mem on D_mem (what the search optimised)
+    d_mem_sampling d_mem along the attack's own denoising passes (no second pass)
+
+The JSON holds cache row numbers and scores only, never captions or pixels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memctl.config import Config, load_config
+from memctl.data.cache import CacheReader, load_image, write_json
+from memctl.errors import UserError
+from memctl.metrics import amd, extraction_attack, generate
+from memctl.metrics.features import get_extractor
+from memctl.metrics.text_image import TextImageScore, biovil_t_score, clip_score
+from memctl.models.load import Components, load_components
+from memctl.search.objective import dmem_of, fid_against, generate_for_split, split_stats
+
+Progress = Callable[[str], None]
+MAX_TRAIN_IMAGES_PER_PROMPT = 64
+"""Training images compared per attacked prompt (a caption can be shared by thousands)."""
+
+
+def run_config(run_dir: Path, overrides: tuple[str, ...] = ()) -> Config:
+    """The config a run directory was trained with, plus command-line overrides."""
+    if not (run_dir / "pipeline" / "model_index.json").is_file():
+        raise UserError(f"{run_dir}: no pipeline/ here (run `memctl retrain` or "
+                        "`memctl baselines` first)")
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir}/config.yaml: missing; cannot tell which data it was "
+                        "trained on")
+    return load_config(str(run_dir / "config.yaml"), list(overrides))
+
+
+def attacked_prompts(reader: CacheReader, dmem_indices: list[int], n: int) -> list[int]:
+    """The first n distinct prompts among the D_mem rows, as cache rows (one per prompt)."""
+    seen: dict[int, int] = {}
+    for row in dmem_indices:
+        seen.setdefault(int(reader.prompt_index[row]), row)
+    return list(seen.values())[:n]
+
+
+def _train_rows_by_prompt(reader: CacheReader) -> dict[int, list[int]]:
+    rows: dict[int, list[int]] = {}
+    for i in reader.usable("train"):
+        rows.setdefault(int(reader.prompt_index[i]), []).append(i)
+    return rows
+
+
+def _images(reader: CacheReader, rows: list[int], resolution: int) -> torch.Tensor:
+    return (torch.stack([load_image(p, resolution) for p in reader.paths(rows)]) + 1) / 2
+
+
+def extraction(comps: Components, reader: CacheReader, cfg: Config,
+               dmem_indices: list[int]) -> tuple[dict, float | None]:
+    """The attack on D_mem prompts; returns (summary, d_mem along its sampling passes)."""
+    ev = cfg.eval
+    prompts = attacked_prompts(reader, dmem_indices, ev.extraction_prompts)
+    if not prompts:
+        return {"prompts": 0, "n_memorised": 0, "n_extracted": 0, "records": []}, None
+    by_prompt = _train_rows_by_prompt(reader)
+    data = reader.load(prompts)
+    shape = tuple(data.latent_mean.shape[1:])
+    gens, trains, dmems = [], [], []
+    for k, row in enumerate(prompts):
+        embeds = data.prompt_embeds[data.prompt_index[k : k + 1]].expand(
+            ev.extraction_generations, -1, -1)
+        out = generate(comps.unet, comps.vae, comps.scheduler, embeds, data.empty_embed,
+                       num_inference_steps=ev.num_inference_steps,
+                       guidance_scale=ev.guidance_scale,
+                       seed=ev.seed + 1_000_003 * (k + 1), batch_size=ev.batch_size,
+                       latent_shape=shape, return_dmem=True)
+        gens.append(out.images)
+        dmems.append(out.dmem if out.dmem is not None else np.nan)
+        train_rows = by_prompt.get(int(reader.prompt_index[row]), [row])
+        trains.append(_images(reader, train_rows[:MAX_TRAIN_IMAGES_PER_PROMPT],
+                              out.images.shape[-1]))
+    result = extraction_attack(gens, trains, grid=ev.tile_grid,
+                               edge_threshold=ev.edge_threshold, clique_size=ev.clique_size,
+                               extraction_threshold=ev.extraction_threshold)
+    records = [{"row": prompts[r.prompt_index], "clique_size": r.clique_size,
+                "memorised": r.memorised, "min_train_l2": r.min_train_l2,
+                "extracted": r.extracted} for r in result.records]
+    summary = {"prompts": len(prompts), "generations_per_prompt": ev.extraction_generations,
+               "clique_size": ev.clique_size, "edge_threshold": ev.edge_threshold,
+               "extraction_threshold": ev.extraction_threshold, "grid": ev.tile_grid,
+               "n_memorised": result.n_memorised, "n_extracted": result.n_extracted,
+               "records": records}
+    return summary, float(np.nanmean(dmems))
+
+
+def text_image(images: torch.Tensor, captions: list[str], cfg: Config) -> TextImageScore:
+    kind, weights = cfg.eval.text_image, cfg.eval.text_image_weights or None
+    if kind == "none":
+        return TextImageScore("none", None, len(images), "eval.text_image is none")
+    if kind == "biovil-t":
+        return biovil_t_score(images, captions, weights)
+    if weights is None or not Path(weights).is_dir():
+        return TextImageScore("clip_score", None, len(images),
+                              f"eval.text_image_weights: no local CLIP model at {weights}")
+    return clip_score(images, captions, weights)
+
+
+def evaluate(run_dir: Path, overrides: tuple[str, ...] = (),
+             progress: Progress | None = None) -> dict:
+    """Scores RUN_DIR's pipeline and writes RUN_DIR/evaluation.json (atomically)."""
+    from memctl.workspace import open_workspace, proxy_set
+
+    say = progress or (lambda _msg: None)
+    start = time.perf_counter()
+    cfg = run_config(run_dir, overrides)
+    ws = open_workspace(cfg)
+    reader = ws.reader()
+    dmem_rows = proxy_set(cfg, reader).dmem_indices
+    comps = load_components(run_dir / "pipeline", text=False)
+    extractor = get_extractor(cfg.eval.extractor, cfg.eval.extractor_weights or None)
+
+    say("d_mem on D_mem")
+    d_mem = dmem_of(comps, reader, cfg, dmem_rows)
+    say("generating for the test prompts")
+    images, rows = generate_for_split(comps, reader, cfg, "test")
+    if not rows:
+        raise UserError(f"{reader.path}: the test split is empty; nothing to evaluate on")
+    say("FID and AMD")
+    fid = fid_against(images, reader, cfg, "test", extractor)
+    train_feats = split_stats(reader, "train", extractor, cfg.model.resolution,
+                              keep_features=True).features
+    fake_feats = extractor(images)
+    amd_value = float(amd(fake_feats, train_feats))
+    say("text-image score")
+    ti = text_image(images, [reader.caption_of(i) for i in rows], cfg)
+    say("extraction attack")
+    attack, d_mem_sampling = extraction(comps, reader, cfg, dmem_rows)
+
+    mask = _read_json(run_dir / "mask.json")
+    result = {
+        "run_dir": str(run_dir), "mask": mask.get("bits", ""), "method": cfg.peft.method,
+        "space": cfg.peft.space, "mitigation": cfg.train.mitigation,
+        "trainable": mask.get("trainable"), "total": mask.get("total"),
+        "fid_test": fid, "n_fid": len(rows), "amd": amd_value,
+        "text_image": {"name": ti.name, "value": ti.value, "n": ti.n, "reason": ti.reason},
+        "extraction": attack, "d_mem": d_mem, "d_mem_sampling": d_mem_sampling,
+        "extractor": cfg.eval.extractor, "seconds": round(time.perf_counter() - start, 1),
+    }
+    write_json(run_dir / "evaluation.json", result)
+    return result
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,52 @@
+"""The comparison table: collected from evaluation.json files, rendered in every format."""
+
+import csv
+import json
+
+from memctl.report.compare import collect_evaluations
+
+
+def _evaluation(method: str, mitigation: str, fid: float, extracted: int) -> dict:
+    return {"method": method, "mitigation": mitigation, "mask": "1" * 16, "trainable": 1234,
+            "fid_test": fid, "amd": 0.25, "d_mem": 1.5,
+            "text_image": {"name": "none", "value": None, "n": 6, "reason": "off"},
+            "extraction": {"prompts": 4, "n_memorised": extracted + 1, "n_extracted": extracted,
+                           "records": []}}
+
+
+def _put(path, obj) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+
+
+def test_collects_retrains_then_baselines_in_paper_order_skipping_broken(tmp_path):
+    _put(tmp_path / "baselines/threshold/evaluation.json", _evaluation("svdiff", "threshold", 3, 0))
+    _put(tmp_path / "baselines/full/evaluation.json", _evaluation("full", "none", 1, 3))
+    _put(tmp_path / "retrain/study-trial7/evaluation.json", _evaluation("svdiff", "none", 2, 0))
+    _put(tmp_path / "baselines/rwa/evaluation.json", "{half a fi")  # interrupted write
+    rows = collect_evaluations(tmp_path)
+    assert [(r.name, r.kind) for r in rows] == [
+        ("study-trial7", "retrain"), ("full", "baseline"), ("threshold", "baseline")]
+    assert rows[1].extracted == 3 and rows[1].memorised == 4 and rows[1].fid == 1
+
+
+def test_report_renders_the_comparison(tmp_path):
+    from memctl.report.collect import StudySnapshot
+    from memctl.report.render import write_report
+
+    _put(tmp_path / "run/baselines/full/evaluation.json", _evaluation("full", "none", 1.5, 2))
+    rows = collect_evaluations(tmp_path / "run")
+    snap = StudySnapshot(name="s", storage="sqlite://", n_bits=16, method="svdiff",
+                         space="blocks16", block_names=[], rows=[], counts={}, picked=None,
+                         hypervolume=None, trials_per_hour=None)
+    paths = write_report(snap, tmp_path / "out", rows)
+    md = paths["report.md"].read_text()
+    assert "## Comparison" in md and "| full | baseline | full | none | 1,234 | 1.50 |" in md
+    assert "2/4" in md and "n/a" in md
+    assert "<h2>Comparison</h2>" in paths["report.html"].read_text()
+    with open(paths["comparison.csv"]) as fh:
+        table = list(csv.DictReader(fh))
+    assert table[0]["name"] == "full" and table[0]["extracted"] == "2"
+    # Without evaluations there is no comparison section or file.
+    paths = write_report(snap, tmp_path / "out2", [])
+    assert "Comparison" not in paths["report.md"].read_text() and "comparison.csv" not in paths
