@@ -17,6 +17,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from memctl.config import Config
 from memctl.errors import UserError
 from memctl.search.resilient import ResilientRDBStorage
+from memctl.search.sampler import CachedNSGAIISampler
 
 log = logging.getLogger(__name__)
 # Heartbeats and metric names are marked experimental; they are what we rely on, knowingly.
@@ -104,8 +105,12 @@ def make_storage(url: str, cfg: Config, *, heartbeat: bool = True) -> optuna.sto
 
 
 def make_sampler(cfg: Config, worker_index: int = 0) -> NSGAIISampler:
-    """Each worker gets its own seed: the same seed in N workers proposes identical masks."""
-    return NSGAIISampler(
+    """Each worker gets its own seed: the same seed in N workers proposes identical masks.
+
+    NSGA-II with incremental generation bookkeeping (memctl.search.sampler): same proposals
+    as Optuna's, without re-scanning the whole study on every ask.
+    """
+    return CachedNSGAIISampler(
         population_size=cfg.search.population_size,
         crossover_prob=cfg.search.crossover_prob,
         mutation_prob=cfg.search.mutation_prob or None,
