@@ -203,6 +203,8 @@ class EvalConfig:
     fid_samples: int = 24
     """Validation prompts generated for FID (one image each)."""
     num_inference_steps: int = 10
+    sampler: str = "ddim"
+    """Sampling scheduler for generations: ddim (eta 0) or dpm (DPM-Solver++ 2M)."""
     guidance_scale: float = 7.5
     dmem_timesteps: list[int] = field(default_factory=lambda: [100, 300, 500, 700, 900])
     dmem_noise_seeds: int = 2
@@ -237,6 +239,7 @@ class EvalConfig:
         for name in ("edge_threshold", "extraction_threshold"):
             _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
         _choice(self, "text_image", ("none", "biovil-t", "clip"))
+        _choice(self, "sampler", ("ddim", "dpm"))
         _check(self.guidance_scale >= 1, "guidance_scale",
                f"must be >= 1, got {self.guidance_scale}")
         _check(bool(self.dmem_timesteps) and all(0 <= t < 1000 for t in self.dmem_timesteps),

@@ -85,7 +85,7 @@ def extraction(comps: Components, reader: CacheReader, cfg: Config,
                        num_inference_steps=ev.num_inference_steps,
                        guidance_scale=ev.guidance_scale,
                        seed=ev.seed + 1_000_003 * (k + 1), batch_size=ev.batch_size,
-                       latent_shape=shape, return_dmem=True)
+                       latent_shape=shape, return_dmem=True, sampler=ev.sampler)
         gens.append(out.images)
         dmems.append(out.dmem if out.dmem is not None else np.nan)
         train_rows = by_prompt.get(int(reader.prompt_index[row]), [row])

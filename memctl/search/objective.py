@@ -122,7 +122,7 @@ def generate_for_split(comps: Components, reader: CacheReader, cfg: Config,
                    ev.empty_embed, num_inference_steps=cfg.eval.num_inference_steps,
                    guidance_scale=cfg.eval.guidance_scale, seed=cfg.eval.seed,
                    batch_size=cfg.eval.batch_size,
-                   latent_shape=tuple(ev.latent_mean.shape[1:]))
+                   latent_shape=tuple(ev.latent_mean.shape[1:]), sampler=cfg.eval.sampler)
     return gen.images, idx
 
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from memctl.metrics import generate
@@ -44,3 +45,18 @@ def test_latents_follow_the_requested_shape(unet, scheduler, embeds):
         unet, scheduler, prompts[:2], empty, num_inference_steps=2, latent_shape=(4, 16, 8)
     )
     assert latents.shape == (2, 4, 16, 8)
+
+
+def test_dpm_solver_is_batch_independent_and_follows_its_own_trajectory(
+        unet, vae, scheduler, embeds):
+    prompts, empty = embeds
+    kw = dict(num_inference_steps=4, seed=3, sampler="dpm", return_dmem=True)
+    one = generate(unet, vae, scheduler, prompts, empty, batch_size=1, **kw)
+    all_ = generate(unet, vae, scheduler, prompts, empty, batch_size=3, **kw)
+    torch.testing.assert_close(one.images, all_.images, atol=1e-5, rtol=0)
+    assert one.dmem is not None and abs(one.dmem - all_.dmem) < 1e-4
+    ddim = generate(unet, vae, scheduler, prompts, empty, batch_size=3,
+                    **{**kw, "sampler": "ddim"})
+    assert not torch.allclose(ddim.images, one.images, atol=1e-4)
+    with pytest.raises(ValueError, match="ddim, dpm"):
+        generate(unet, vae, scheduler, prompts[:1], empty, sampler="euler")
