@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import abc
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from memctl.errors import UserError
 from memctl.metrics._tensors import ArrayLike, as_float_tensor
 
 
@@ -58,3 +60,13 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     if images.shape[-2:] == (size, size):
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+
+
+def local_weights(weights: str | Path | None, default: Path, name: str, url: str) -> Path:
+    """The weights file to load (given, else the default cache path); exit 2 naming the
+    expected path and where to get the file when it is not there (no downloads at run time)."""
+    path = Path(weights if weights is not None else default).expanduser()
+    if not path.is_file():
+        raise UserError(f"{name} weights not found at {path}; on a machine with internet: "
+                        f"wget {url} and copy it there")
+    return path

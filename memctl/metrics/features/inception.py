@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from memctl.errors import UserError
-from memctl.metrics.features.base import FeatureExtractor, to_channels
+from memctl.metrics.features.base import FeatureExtractor, local_weights, to_channels
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
@@ -26,12 +26,7 @@ class FidInception(FeatureExtractor):
         batch_size: int = 64,
     ) -> None:
         super().__init__(device=device, batch_size=batch_size)
-        path = Path(weights if weights is not None else DEFAULT_WEIGHTS).expanduser()
-        if not path.is_file():
-            raise UserError(
-                f"inception weights not found at {path}; on a machine with internet: "
-                f"wget {WEIGHTS_URL} and copy it there"
-            )
+        path = local_weights(weights, DEFAULT_WEIGHTS, "inception", WEIGHTS_URL)
         try:
             from torchmetrics.image.fid import NoTrainInceptionV3
             from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from memctl.errors import UserError
-from memctl.metrics.features.base import FeatureExtractor, resize, to_channels
+from memctl.metrics.features.base import FeatureExtractor, local_weights, resize, to_channels
 
 WEIGHTS_FILE = "mimic_ch-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt"
 WEIGHTS_URL = f"https://github.com/mlmed/torchxrayvision/releases/download/v1/{WEIGHTS_FILE}"
@@ -56,12 +56,7 @@ class XrvDenseNet121(FeatureExtractor):
         batch_size: int = 64,
     ) -> None:
         super().__init__(device=device, batch_size=batch_size)
-        path = Path(weights if weights is not None else DEFAULT_WEIGHTS).expanduser()
-        if not path.is_file():
-            raise UserError(
-                f"xrv-densenet121 weights not found at {path}; on a machine with internet: "
-                f"wget {WEIGHTS_URL} and copy it there"
-            )
+        path = local_weights(weights, DEFAULT_WEIGHTS, "xrv-densenet121", WEIGHTS_URL)
         self.features = _load_densenet(path).features.eval().to(self.device)
 
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
