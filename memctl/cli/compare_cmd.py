@@ -12,7 +12,7 @@ from memctl.cli.common import command_line, config_options, console, emit_json, 
 from memctl.config import Config
 
 
-def _summary_line(name: str, ev: dict) -> str:
+def summary_line(name: str, ev: dict) -> str:
     ti = ev["text_image"]
     ti_text = f"{ti['name']} {ti['value']:.3f}" if ti["value"] is not None else "text-image n/a"
     ex = ev["extraction"]
@@ -40,7 +40,7 @@ def evaluate(run_dir: str, overrides: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         emit_json(ev)
     else:
-        console.print(_summary_line(run_dir, ev))
+        console.print(summary_line(run_dir, ev))
         console.print(f"written: {run_dir}/evaluation.json")
 
 
@@ -71,7 +71,7 @@ def baselines(cfg: Config, config_given: bool, only: str, no_evaluate: bool,
         return
     for name, res in results.items():
         if "extraction" in res:
-            console.print(_summary_line(name, res))
+            console.print(summary_line(name, res))
         else:
             console.print(f"{name}: retrained, test FID {res.get('fid_test', float('nan')):.2f}")
     console.print(f"under {Path(cfg.run_dir) / 'baselines'}; `memctl report` tabulates them")

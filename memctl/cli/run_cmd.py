@@ -25,10 +25,12 @@ from memctl.errors import UserError
 @click.option("--gpus", type=int, default=1, show_default=True,
               help="Data-parallel ranks on this node (one per GPU; CPU processes without).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--evaluate", "then_evaluate", is_flag=True,
+              help="Then run `memctl evaluate` on the result (FID, AMD, extraction attack...).")
 @click.option("--json", "as_json", is_flag=True)
 def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | None,
             mask_file: str | None, study: str | None, storage: str | None, gpus: int,
-            out_dir: str | None, as_json: bool) -> None:
+            out_dir: str | None, then_evaluate: bool, as_json: bool) -> None:
     """Retrain the chosen mask on the full training split; write a loadable pipeline."""
     from memctl.search.retrain import retrain as run_retrain
     from memctl.search.retrain import retrain_on_gpus
@@ -87,13 +89,25 @@ def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | Non
         with progress_bar("retrain") as update:
             result = run_retrain(cfg, **args,
                                  on_step=lambda s, n, loss: update(s, n, f"loss {loss:.4f}"))
+    evaluation = None
+    if then_evaluate:
+        from memctl.search.evaluate import evaluate as run_evaluate
+
+        with console.status("evaluating") as status:
+            evaluation = run_evaluate(result.out_dir,
+                                      progress=lambda msg: status.update(f"evaluating: {msg}"))
     if as_json:
-        emit_json({"out_dir": str(result.out_dir), **result.metrics})
+        emit_json({"out_dir": str(result.out_dir), **result.metrics,
+                   **({"evaluation": evaluation} if evaluation else {})})
     else:
         m = result.metrics
         console.print(f"done: {result.out_dir}/pipeline loads in StableDiffusionPipeline; "
                       f"test FID {m['fid_test']:.2f}, d_mem {m['d_mem']:.4f}, "
                       f"{m['trainable']:,} of {m['total']:,} U-Net parameters trained")
+        if evaluation:
+            from memctl.cli.compare_cmd import summary_line
+
+            console.print(summary_line("evaluation", evaluation))
 
 
 def _from_mask_file(path: Path, cfg: Config) -> tuple[list[int], list[str], str, Config]:

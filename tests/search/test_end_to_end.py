@@ -39,7 +39,10 @@ def test_search_retrain_report_on_embedded_default(tmp_path):
     first = min(status["front"] + [], key=lambda r: r["number"])
     assert len(first["mask"]) == 16
 
-    retrain = json.loads(memctl(tmp_path, "retrain", "--best", "--json", *SMALL).stdout)
+    attack = ["eval.extraction_prompts=2", "eval.extraction_generations=4", "eval.clique_size=2"]
+    retrain = json.loads(memctl(tmp_path, "retrain", "--best", "--evaluate", "--json",
+                                *SMALL, *attack).stdout)
+    assert retrain["evaluation"]["mask"] == retrain["mask"]
     run = Path(tmp_path / retrain["out_dir"])
     assert {"pipeline", "mask.json", "config.yaml", "metrics.json", "adapter.safetensors"} <= {
         p.name for p in run.iterdir()}
@@ -68,7 +71,6 @@ def test_search_retrain_report_on_embedded_default(tmp_path):
                    cwd=tmp_path, timeout=300)
 
     # The comparison: the retrained mask and one baseline, evaluated the same way.
-    attack = ["eval.extraction_prompts=2", "eval.extraction_generations=4", "eval.clique_size=2"]
     ev = json.loads(memctl(tmp_path, "evaluate", str(run), "--json", *attack).stdout)
     assert ev["mask"] == retrain["mask"] and ev["extraction"]["prompts"] == 2
     base = json.loads(memctl(tmp_path, "baselines", "--only", "full", "--json",
