@@ -33,8 +33,8 @@ memctl.search.study.make_sampler returns (memctl.search.sampler.CachedNSGAIISamp
 
 Target: p95 ask+tell <= 100 ms with 64 workers at 5,000 trials on PostgreSQL. That needs a real
 multi-core host (64 worker processes plus the server): on a 2-core machine 64 processes measure
-CPU contention, not the storage. Numbers recorded on the 2-core development machine were taken
-with `--trials 2000 --workers 8 32` (see the commit that added this file).
+CPU contention, not the storage. There, compare samplers with `--storage memory` (the
+sampler's own cost) and `--workers 2 --storage pg`.
 
 Prints results, asserts nothing.
 """
