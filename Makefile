@@ -1,5 +1,5 @@
 # memctl: two entry points do all set-up on a fresh machine.
-#   make demo   install memctl, then search -> retrain --best -> report on the embedded default
+#   make demo   install memctl, then search -> retrain --best --evaluate -> report (embedded default)
 #   make test   install memctl with test extras, start SLURM + PostgreSQL, run the whole suite
 
 VENV   ?= .venv
@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(MEMCTL) search --trials 8 --workers 2
-	$(MEMCTL) retrain --best
+	$(MEMCTL) retrain --best --evaluate
 	$(MEMCTL) report
 
 infra:
