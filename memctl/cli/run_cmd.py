@@ -94,13 +94,15 @@ def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | Non
         from memctl.search.evaluate import evaluate as run_evaluate
 
         with console.status("evaluating") as status:
-            evaluation = run_evaluate(result.out_dir,
+            evaluation = run_evaluate(result.out_dir, eval_cfg=cfg.eval,
                                       progress=lambda msg: status.update(f"evaluating: {msg}"))
     if as_json:
         emit_json({"out_dir": str(result.out_dir), **result.metrics,
                    **({"evaluation": evaluation} if evaluation else {})})
     else:
         m = result.metrics
+        if result.reused:
+            console.print(f"{result.out_dir} already holds this retrain (same mask and config)")
         console.print(f"done: {result.out_dir}/pipeline loads in StableDiffusionPipeline; "
                       f"test FID {m['fid_test']:.2f}, d_mem {m['d_mem']:.4f}, "
                       f"{m['trainable']:,} of {m['total']:,} U-Net parameters trained")
@@ -152,5 +154,6 @@ def report(cfg: Config, config_given: bool, study: str | None, storage: str | No
     if as_json:
         emit_json({k: str(v) for k, v in paths.items()})
     else:
-        extra = f", comparison of {len(comparison)} models" if comparison else ""
+        extra = (f", comparison of {len(comparison)} model{'s' if len(comparison) > 1 else ''}"
+                 if comparison else "")
         console.print(f"report: {paths['report.html']} (also report.md, trials.csv{extra})")

@@ -538,6 +538,15 @@ class CacheReader:
         }
 
 
+def read_json(path: Path) -> dict:
+    """A JSON object written by write_json; {} when missing or unreadable (half-written)."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def write_json(path: Path, obj: object) -> None:
     """Atomic owner-only JSON write."""
     tmp = path.with_name(path.name + ".tmp")

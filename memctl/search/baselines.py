@@ -7,8 +7,9 @@ chosen mask, then evaluated:
     threshold  vanilla PEFT + threshold mitigation (Wen et al.)
 
 Each lands in RUN_DIR/baselines/NAME/ with the same layout as `memctl retrain`. A baseline
-whose retrain already finished is not trained again, and one already evaluated is not
-evaluated again, so an interrupted `memctl baselines` picks up where it stopped.
+already retrained with the same training settings is not trained again, and one already
+evaluated with the same evaluation settings is not evaluated again, so an interrupted
+`memctl baselines` picks up where it stopped and a changed setting redoes what it affects.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def run_baselines(cfg: Config, names: tuple[str, ...], command: str,
     """Retrains (and evaluates) each named baseline; returns name -> metrics or evaluation."""
     from memctl import peft
     from memctl.models.load import load_components
-    from memctl.search.evaluate import evaluate
+    from memctl.search.evaluate import evaluate, evaluated_with
     from memctl.search.retrain import retrain
     from memctl.workspace import prepare, proxy_set
 
@@ -53,26 +54,20 @@ def run_baselines(cfg: Config, names: tuple[str, ...], command: str,
     results: dict[str, dict] = {}
     for name in names:
         out = Path(cfg.run_dir) / "baselines" / name
-        bcfg = baseline_config(cfg, name)
-        if not (out / "metrics.json").exists():
-            stage(name, "training")
-            result = retrain(bcfg, model_dir=str(ws.model_dir), cache_path=str(ws.cache_path),
-                             bits=[1] * n_bits, dmem_indices=dmem, block_names=blocks,
-                             out_dir=out, source=f"baseline {name}", command=command)
-            results[name] = result.metrics if result else {}
-        if evaluate_too:
-            if (out / "evaluation.json").exists():
-                stage(name, "already evaluated")
-                results[name] = _read(out / "evaluation.json")
-            else:
-                stage(name, "evaluating")
-                results[name] = evaluate(out, progress=lambda msg, n=name: stage(n, msg))
-        elif name not in results:
-            results[name] = _read(out / "metrics.json")
+        stage(name, "training")
+        result = retrain(baseline_config(cfg, name), model_dir=str(ws.model_dir),
+                         cache_path=str(ws.cache_path), bits=[1] * n_bits, dmem_indices=dmem,
+                         block_names=blocks, out_dir=out, source=f"baseline {name}",
+                         command=command)
+        results[name] = result.metrics
+        if not evaluate_too:
+            continue
+        done = evaluated_with(out, cfg.eval)
+        if done is not None:
+            stage(name, "already evaluated with these settings")
+            results[name] = done
+        else:
+            stage(name, "evaluating")
+            results[name] = evaluate(out, progress=lambda msg, n=name: stage(n, msg),
+                                     eval_cfg=cfg.eval)
     return results
-
-
-def _read(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text())

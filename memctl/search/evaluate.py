@@ -16,6 +16,7 @@ The JSON holds cache row numbers and scores only, never captions or pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memctl.config import Config, load_config
-from memctl.data.cache import CacheReader, load_image, write_json
+from memctl.config import Config, EvalConfig, load_config
+from memctl.data.cache import CacheReader, load_image, read_json, write_json
 from memctl.errors import UserError
 from memctl.metrics import amd, extraction_attack, generate
 from memctl.metrics.features import get_extractor
@@ -118,13 +119,19 @@ def text_image(images: torch.Tensor, captions: list[str], cfg: Config) -> TextIm
 
 
 def evaluate(run_dir: Path, overrides: tuple[str, ...] = (),
-             progress: Progress | None = None) -> dict:
-    """Scores RUN_DIR's pipeline and writes RUN_DIR/evaluation.json (atomically)."""
+             progress: Progress | None = None, eval_cfg: EvalConfig | None = None) -> dict:
+    """Scores RUN_DIR's pipeline and writes RUN_DIR/evaluation.json (atomically).
+
+    The run's own config.yaml says which data it was trained on; `eval_cfg` (or `eval.*`
+    overrides) replaces its evaluation settings.
+    """
     from memctl.workspace import open_workspace, proxy_set
 
     say = progress or (lambda _msg: None)
     start = time.perf_counter()
     cfg = run_config(run_dir, overrides)
+    if eval_cfg is not None:
+        cfg = dataclasses.replace(cfg, eval=eval_cfg)
     ws = open_workspace(cfg)
     reader = ws.reader()
     dmem_rows = proxy_set(cfg, reader).dmem_indices
@@ -148,7 +155,7 @@ def evaluate(run_dir: Path, overrides: tuple[str, ...] = (),
     say("extraction attack")
     attack, d_mem_sampling = extraction(comps, reader, cfg, dmem_rows)
 
-    mask = _read_json(run_dir / "mask.json")
+    mask = read_json(run_dir / "mask.json")
     result = {
         "run_dir": str(run_dir), "mask": mask.get("bits", ""), "method": cfg.peft.method,
         "space": cfg.peft.space, "mitigation": cfg.train.mitigation,
@@ -156,16 +163,14 @@ def evaluate(run_dir: Path, overrides: tuple[str, ...] = (),
         "fid_test": fid, "n_fid": len(rows), "amd": amd_value,
         "text_image": {"name": ti.name, "value": ti.value, "n": ti.n, "reason": ti.reason},
         "extraction": attack, "d_mem": d_mem, "d_mem_sampling": d_mem_sampling,
-        "extractor": cfg.eval.extractor, "seconds": round(time.perf_counter() - start, 1),
+        "extractor": cfg.eval.extractor, "eval_settings": dataclasses.asdict(cfg.eval),
+        "seconds": round(time.perf_counter() - start, 1),
     }
     write_json(run_dir / "evaluation.json", result)
     return result
 
 
-def _read_json(path: Path) -> dict:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+def evaluated_with(run_dir: Path, eval_cfg: EvalConfig) -> dict | None:
+    """RUN_DIR's evaluation if it was made with exactly these settings, else None."""
+    done = read_json(run_dir / "evaluation.json")
+    return done if done.get("eval_settings") == dataclasses.asdict(eval_cfg) else None

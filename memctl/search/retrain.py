@@ -23,10 +23,12 @@ from pathlib import Path
 import torch
 
 from memctl.config import Config, dump_config
-from memctl.data.cache import CacheReader, write_json
+from memctl.data.cache import CacheReader, read_json, write_json
 from memctl.errors import UserError
 from memctl.train.loop import StepCallback
 from memctl.workspace import make_private_dir
+
+TRAINING_SECTIONS = ("model", "data", "peft", "train")
 
 
 @dataclass
@@ -34,6 +36,23 @@ class RetrainResult:
     out_dir: Path
     bits: list[int]
     metrics: dict
+    reused: bool = False
+    """True when out_dir already held this exact retrain (same mask and config)."""
+
+
+def _same_run(out_dir: Path, cfg: Config, bits: Sequence[int]) -> bool:
+    import yaml
+
+    try:
+        done_cfg = yaml.safe_load((out_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    if not isinstance(done_cfg, dict) or read_json(out_dir / "mask.json").get("bits") != "".join(
+            map(str, bits)):
+        return False
+    # Only what shapes the weights: evaluation or cluster settings may change between runs.
+    now = cfg.to_dict()
+    return all(done_cfg.get(k) == now[k] for k in TRAINING_SECTIONS)
 
 
 def mask_record(cfg: Config, bits: Sequence[int], block_names: Sequence[str], counts: dict,
@@ -51,16 +70,21 @@ def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int]
     from memctl.models.load import load_pipeline
     from memctl.search.objective import fine_tune, score
 
+    retrain_cfg = dataclasses.replace(cfg.train, steps=cfg.train.retrain_steps)
+    run_cfg = dataclasses.replace(cfg, train=retrain_cfg)
     if (out_dir / "metrics.json").exists():
-        raise UserError(f"{out_dir}: already holds a finished retrain (choose another --out)")
+        # Re-running the same retrain (a requeued job, a second `make demo`) reuses it.
+        if _same_run(out_dir, run_cfg, bits):
+            return RetrainResult(out_dir, list(bits), read_json(out_dir / "metrics.json"),
+                                 reused=True)
+        raise UserError(f"{out_dir}: already holds a finished retrain of another mask or "
+                        "config (choose another --out)")
     make_private_dir(out_dir)
     start = time.perf_counter()
     reader = CacheReader(cache_path)
     train_idx = reader.usable("train")
     if not train_idx:
         raise UserError(f"{cache_path}: the training split is empty")
-    retrain_cfg = dataclasses.replace(cfg.train, steps=cfg.train.retrain_steps)
-    run_cfg = dataclasses.replace(cfg, train=retrain_cfg)
     tuned = fine_tune(run_cfg, model_dir, bits, reader, train_idx, out_dir, on_step)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return None  # data-parallel ranks only train; rank 0 evaluates and exports

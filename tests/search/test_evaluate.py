@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from memctl.cli import main
+from memctl.errors import UserError
 from memctl.search.baselines import BASELINES, baseline_config, run_baselines
 from memctl.search.evaluate import attacked_prompts, extraction
 
@@ -86,6 +87,15 @@ def test_baselines_retrain_evaluate_and_resume(prepared):
     again = run_baselines(cfg, ("peft",), "memctl baselines --only peft")
     assert again["peft"] == ev
     assert stamps == {p: (out / p).stat().st_mtime_ns for p in stamps}
+    # Other evaluation settings: evaluated again, not retrained.
+    more = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, extraction_prompts=1))
+    third = run_baselines(more, ("peft",), "memctl baselines --only peft")
+    assert third["peft"]["extraction"]["prompts"] == 1
+    assert (out / "metrics.json").stat().st_mtime_ns == stamps["metrics.json"]
+    # Other training settings: refused rather than silently reusing stale weights.
+    other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, retrain_steps=2))
+    with pytest.raises(UserError, match="another mask or config"):
+        run_baselines(other, ("peft",), "memctl baselines --only peft")
 
 
 def test_cli_rejects_bad_input_with_exit_2(tmp_path):
