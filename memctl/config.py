@@ -45,6 +45,12 @@ def _positive(obj: Any, *names: str) -> None:
         _check(value > 0, name, f"must be > 0, got {value!r}")
 
 
+def _non_negative(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _check(value >= 0, name, f"must be >= 0, got {value!r}")
+
+
 def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(obj, name)
     _check(value in choices, name, f"must be one of {', '.join(choices)}; got {value!r}")
@@ -113,7 +119,7 @@ class DataConfig:
         _check(self.val_fraction + self.test_fraction < 1, "val_fraction",
                "val_fraction + test_fraction must be < 1")
         _positive(self, "synth_n", "dmem_size", "dmem_repeats", "cache_batch_size")
-        _check(self.cache_workers >= 0, "cache_workers", f"must be >= 0, got {self.cache_workers}")
+        _non_negative(self, "cache_workers")
         _choice(self, "dmem_strategy", ("longest", "random", "frequent", "file"))
         _check(self.dmem_strategy != "file" or bool(self.dmem_file), "dmem_file",
                "required when dmem_strategy is file")
@@ -179,18 +185,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _positive(self, "steps", "retrain_steps", "batch_size", "lr", "log_every", "grad_accum",
                   "keep_checkpoints", "rwa_tokens", "threshold_calibration_steps")
-        _check(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
-        _check(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
+        _non_negative(self, "warmup_steps", "grad_clip", "checkpoint_every", "threshold")
         _choice(self, "lr_schedule", ("constant", "cosine"))
         _choice(self, "engine", ("torch", "deepspeed"))
         _choice(self, "precision", ("fp32", "bf16"))
         _check(self.zero_stage in (0, 1, 2), "zero_stage",
                f"must be 0, 1 or 2, got {self.zero_stage!r}")
-        _check(self.checkpoint_every >= 0, "checkpoint_every",
-               f"must be >= 0, got {self.checkpoint_every}")
         _choice(self, "mitigation", ("none", "rwa", "threshold"))
         _check(0 <= self.rwa_prob <= 1, "rwa_prob", f"must be in [0, 1], got {self.rwa_prob}")
-        _check(self.threshold >= 0, "threshold", f"must be >= 0, got {self.threshold}")
         _check(0 < self.threshold_quantile <= 1, "threshold_quantile",
                f"must be in (0, 1], got {self.threshold_quantile}")
 
@@ -231,13 +233,11 @@ class EvalConfig:
     def __post_init__(self) -> None:
         _positive(self, "fid_samples", "num_inference_steps", "dmem_noise_seeds", "batch_size",
                   "extraction_generations", "clique_size", "tile_grid")
-        _check(self.extraction_prompts >= 0, "extraction_prompts",
-               f"must be >= 0, got {self.extraction_prompts}")
+        _non_negative(self, "extraction_prompts")
         _check(self.clique_size <= self.extraction_generations, "clique_size",
                f"must be <= extraction_generations ({self.extraction_generations}), "
                f"got {self.clique_size}")
-        for name in ("edge_threshold", "extraction_threshold"):
-            _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        _positive(self, "edge_threshold", "extraction_threshold")
         _choice(self, "text_image", ("none", "biovil-t", "clip"))
         _choice(self, "sampler", ("ddim", "dpm"))
         _check(self.guidance_scale >= 1, "guidance_scale",
@@ -266,7 +266,7 @@ class SlurmConfig:
     """Apptainer image; when set every job runs inside it."""
 
     def __post_init__(self) -> None:
-        _check(self.gpus_per_node >= 0, "gpus_per_node", f"must be >= 0, got {self.gpus_per_node}")
+        _non_negative(self, "gpus_per_node")
         _positive(self, "cpus_per_task", "mem_gb", "time_min", "array_parallelism")
 
 
