@@ -9,7 +9,7 @@ memctl's make_storage / make_sampler: heartbeats on, as in production) wait on o
 then run memctl's worker loop against one shared study until it holds T trials:
 
     while not _enough(study, T):                           # memctl.search.worker's stop check
-        study.optimize(objective, n_trials=1, gc_after_trial=True)
+        run_one_trial(study, objective)                    # study.optimize(n_trials=1)
 
 The objective only suggests the 16-bit mask (memctl.search.space.suggest_mask) and returns two
 conflicting linear scores of it, so every millisecond measured is Optuna + storage:
@@ -64,7 +64,7 @@ import optuna
 from memctl.config import Config, load_config
 from memctl.search.space import suggest_mask
 from memctl.search.study import create_study, make_sampler, make_storage, mask_url
-from memctl.search.worker import _enough
+from memctl.search.worker import _enough, run_one_trial
 
 REPO = Path(__file__).resolve().parents[1]
 N_BITS = 16
@@ -145,9 +145,10 @@ def _worker(index: int, run: dict, cfg: Config, barrier, results) -> None:
                 break
             t1 = time.perf_counter()
             gc_time[0] = 0.0
-            study.optimize(objective, n_trials=1, catch=(Exception,),
-                           gc_after_trial=run["gc_after_trial"])
+            taken = run_one_trial(study, objective, gc_after_trial=run["gc_after_trial"])
             t2 = time.perf_counter()
+            if taken is not None:  # failed as stale by another worker: no clean timing
+                continue
             rows.append((int(stamp["number"]), stamp["suggested"] - t1,
                          t2 - stamp["suggested"] - gc_time[0], t1 - t0, gc_time[0]))
         t_end = time.monotonic()
@@ -220,6 +221,7 @@ def _run(run: dict, cfg: Config, workers: int) -> dict:
         rows = np.array([r for g in got for r in g[1]], dtype=float).reshape(-1, 5)
         states = [t.state for t in head.get_trials(deepcopy=False)]
         complete = sum(s == optuna.trial.TrialState.COMPLETE for s in states)
+        failed = sum(s == optuna.trial.TrialState.FAIL for s in states)
     finally:
         for p in procs:
             if p.is_alive():
@@ -228,7 +230,7 @@ def _run(run: dict, cfg: Config, workers: int) -> dict:
             optuna.delete_study(study_name=study_name, storage=head._storage)
         except Exception as err:  # report, keep going: the name is unique and printed
             print(f"warning: could not delete study {study_name}: {err}", file=sys.stderr)
-    return _summary(run, workers, rows, complete, len(states), t_end - t_start)
+    return _summary(run, workers, rows, complete, len(states), t_end - t_start, failed)
 
 
 def _stats(ms: np.ndarray) -> dict:
@@ -238,7 +240,8 @@ def _stats(ms: np.ndarray) -> dict:
 
 
 def _summary(run: dict, workers: int, rows: np.ndarray, complete: int, total: int,
-             seconds: float) -> dict:
+             seconds: float, failed: int = 0) -> dict:
+    """``failed``: live trials failed as stale (their heartbeat lapsed on starved CPUs)."""
     bucket = run["bucket"]
     number, ask, tell, loop, gcs = (rows[:, k] for k in range(5))
     ask, tell, loop, gcs = ask * 1e3, tell * 1e3, loop * 1e3, gcs * 1e3
@@ -254,7 +257,8 @@ def _summary(run: dict, workers: int, rows: np.ndarray, complete: int, total: in
     return {
         "storage": run["storage"], "sampler": run["sampler"], "workers": workers,
         "trials": run["trials"], "population_size": run["population_size"],
-        "complete": complete, "created": total, "seconds": round(seconds, 2),
+        "complete": complete, "created": total, "failed_stale": failed,
+        "seconds": round(seconds, 2),
         "trials_per_s": round(complete / seconds, 1) if seconds > 0 else None,
         "all": {"ask": _stats(ask), "tell": _stats(tell), "ask_tell": _stats(ask + tell),
                 "gc": _stats(gcs), "loop": _stats(loop)},
@@ -268,8 +272,9 @@ def _fmt(v: float | None) -> str:
 
 def _print(s: dict) -> None:
     print(f"\n{s['storage']} / {s['sampler']} sampler / {s['workers']} workers / population "
-          f"{s['population_size']}: {s['complete']} COMPLETE ({s['created']} created) in "
-          f"{s['seconds']:.1f} s = {s['trials_per_s']} trials/s")
+          f"{s['population_size']}: {s['complete']} COMPLETE ({s['created']} created, "
+          f"{s['failed_stale']} failed as stale) in {s['seconds']:.1f} s = "
+          f"{s['trials_per_s']} trials/s")
     print("  trials          n |  ask p50   p95 | tell p50   p95 | a+t p50   p95 |"
           "  gc p50   p95 | loop p50   p95   (ms)")
     for b in s["buckets"] + [dict(s["all"], trials=None, n=sum(b["n"] for b in s["buckets"]))]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import submitit
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
@@ -67,6 +68,44 @@ def _enough(study: optuna.Study, n_trials: int) -> bool:
     if c[TrialState.COMPLETE] >= n_trials:
         return True
     return c[TrialState.WAITING] == 0 and c[TrialState.COMPLETE] + c[TrialState.RUNNING] >= n_trials
+
+
+def run_one_trial(study: optuna.Study, objective, *, gc_after_trial: bool = True) -> int | None:
+    """One trial through ``study.optimize`` (heartbeat, stale check, tell); returns the trial's
+    number when it was taken from this worker, else None.
+
+    Another process fails a trial as stale when its heartbeat lapsed past the grace period
+    (a starved node, a network partition); the stale callback has then enqueued its retry.
+    The objective's next storage write or Optuna's tell raises on the finished trial; that
+    is not this worker's failure, so the worker goes on (and may pick the retry itself).
+    """
+    asked: list[int] = []
+
+    def tracked(trial: optuna.Trial):
+        asked.append(trial._trial_id)
+        return objective(trial)
+
+    try:
+        study.optimize(tracked, n_trials=1, catch=(Exception,), gc_after_trial=gc_after_trial)
+    except Exception as err:  # Optuna may surface the refused tell as an AssertionError
+        if not (asked and _refused_as_finished(err)
+                and study._storage.get_trial(asked[0]).state.is_finished()):
+            raise
+        number = study._storage.get_trial(asked[0]).number
+        log.warning("trial %d was failed by another process (its heartbeat lapsed past the "
+                    "grace period); its retry resumes from the trial's checkpoint", number)
+        return number
+    return None
+
+
+def _refused_as_finished(err: BaseException | None) -> bool:
+    """The storage refused a write or tell because the trial was already finished."""
+    while err is not None:
+        if isinstance(err, UpdateFinishedTrialError) or (
+                isinstance(err, ValueError) and str(err).startswith("Cannot tell a")):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _root_number(trial: optuna.Trial | FrozenTrial) -> int:
@@ -124,6 +163,7 @@ def run_worker(spec: WorkerSpec) -> dict:
     if reclaimed:
         log.info("reclaimed interrupted trial(s) %s", reclaimed)
     done: list[int] = []
+    lost: list[int] = []  # failed as stale by another process while this worker ran them
     failures = 0
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
@@ -140,11 +180,13 @@ def run_worker(spec: WorkerSpec) -> dict:
             if log_path:
                 trial.set_user_attr("log", log_path)
             scores = run_trial(cfg, ctx, bits, out)
+        except UpdateFinishedTrialError:
+            raise  # failed as stale by another process: see run_one_trial
         except Exception as err:
             # Keep the reason on the trial; Optuna then records it as FAIL and we go on.
             failures += 1
-            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
             (out / "error.txt").write_text(traceback.format_exc())
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
             raise
         failures = 0
         for key, value in scores.as_dict().items():
@@ -158,9 +200,13 @@ def run_worker(spec: WorkerSpec) -> dict:
         if failures >= cfg.search.max_consecutive_failures:
             log.error("stopping: %d trials failed in a row on this worker", failures)
             break
-        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        taken = run_one_trial(study, objective)
+        if taken is not None:
+            lost.append(taken)
+            if taken in done:  # scored, but the tell was refused
+                done.remove(taken)
     return {"worker": spec.worker_index, "trials": done, "failures_in_a_row": failures,
-            "reclaimed": reclaimed, "seconds": round(time.time() - start, 1), **job}
+            "reclaimed": reclaimed, "lost": lost, "seconds": round(time.time() - start, 1), **job}
 
 
 def _submitit_log() -> str:

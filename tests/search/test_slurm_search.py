@@ -172,7 +172,8 @@ def test_postgres_restart_during_search_loses_nothing(tmp_path, pg, study_name, 
            "search.heartbeat_s=5")
     wait_for(lambda: states(load(pg, study_name)).get("RUNNING", 0) >= 1, 300,
              "a running trial")
-    subprocess.run([dev_cluster["MEMCTL_TEST_PG_RESTART"], "4"], check=True, timeout=120)
+    # Down for longer than the heartbeat grace period (2 x 5 s): no live trial may be failed.
+    subprocess.run([dev_cluster["MEMCTL_TEST_PG_RESTART"], "12"], check=True, timeout=120)
     wait_for(lambda: states(load(pg, study_name)).get("COMPLETE", 0) >= 4, 400,
              "4 complete trials after the restart", every=2)
     time.sleep(3)  # let any straggler finish telling

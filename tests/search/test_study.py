@@ -71,3 +71,35 @@ def test_storage_calls_survive_a_postgres_restart(dev_cluster):
     study.tell(trial, [1.0, 2.0])
     restart.join()
     assert [t.state.name for t in load_study(cfg, url).trials] == ["COMPLETE"]
+
+
+@pytest.mark.postgres
+def test_an_outage_longer_than_the_grace_period_fails_no_live_trial(dev_cluster):
+    """While the server is down nobody can beat, so every running trial looks stale when it
+    returns; a process that saw the outage waits for heartbeats to resume before judging."""
+    import optuna
+    from optuna.storages import RDBStorage, fail_stale_trials
+    from optuna.trial import TrialState
+
+    url = dev_cluster["MEMCTL_TEST_PG_URL"]
+    cfg = load_config(None, [f"search.study=outage-{time.time_ns()}", "search.heartbeat_s=1"])
+    create_study(cfg, url)
+    storage = make_storage(url, cfg)  # grace period 2 s
+    storage._max_delay_s = 1.0  # retry back-off cap, so the deferral window is 2 + 1 s
+    study = optuna.load_study(study_name=cfg.search.study, storage=storage)
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)  # then its worker stops beating
+    restart = threading.Thread(target=subprocess.run, args=(
+        [dev_cluster["MEMCTL_TEST_PG_RESTART"], "4"],), kwargs={"check": True})
+    restart.start()
+    time.sleep(1.0)  # the server is now down for ~4 s, longer than the grace period
+    storage.get_all_trials(study._study_id)  # retried until the server is back
+    restart.join()
+    assert trial._trial_id in RDBStorage._get_stale_trial_ids(storage, study._study_id)
+    assert storage.stale_check_deferred_s() > 0
+    fail_stale_trials(study)
+    assert storage.get_trial(trial._trial_id).state == TrialState.RUNNING
+    # A worker that really died is still failed once the window has passed.
+    time.sleep(storage.stale_check_deferred_s() + 0.2)
+    fail_stale_trials(study)
+    assert storage.get_trial(trial._trial_id).state == TrialState.FAIL
