@@ -10,6 +10,7 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,25 @@ def run_one_trial(study: optuna.Study, objective, *, gc_after_trial: bool = True
     return None
 
 
+def stop_if_taken(trial: optuna.Trial, every_s: float) -> Callable[[int, int, float], None]:
+    """A training step callback that aborts the trial once another process has failed it.
+
+    Without it a worker whose trial was failed as stale would train on, in the same folder
+    as the retry that resumes from its checkpoints; with it the overlap is at most `every_s`.
+    """
+    storage, last = trial.study._storage, [time.monotonic()]
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if time.monotonic() - last[0] < every_s:
+            return
+        last[0] = time.monotonic()
+        if storage.get_trial(trial._trial_id).state.is_finished():
+            raise UpdateFinishedTrialError(
+                f"trial {trial.number} was failed by another process at step {step}")
+
+    return on_step
+
+
 def _refused_as_finished(err: BaseException | None) -> bool:
     """The storage refused a write or tell because the trial was already finished."""
     while err is not None:
@@ -179,7 +199,8 @@ def run_worker(spec: WorkerSpec) -> dict:
             log_path = os.environ.get("SUBMITIT_STDOUT") or _submitit_log()
             if log_path:
                 trial.set_user_attr("log", log_path)
-            scores = run_trial(cfg, ctx, bits, out)
+            scores = run_trial(cfg, ctx, bits, out,
+                               on_step=stop_if_taken(trial, cfg.search.heartbeat_s))
         except UpdateFinishedTrialError:
             raise  # failed as stale by another process: see run_one_trial
         except Exception as err:

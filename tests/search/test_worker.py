@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from memctl.config import load_config
 from memctl.search.study import create_study, load_study
-from memctl.search.worker import _enough, run_one_trial
+from memctl.search.worker import _enough, run_one_trial, stop_if_taken
 
 
 @pytest.fixture
@@ -53,3 +54,14 @@ def test_an_objective_that_raises_is_recorded_fail_not_lost(studies):
 
     assert run_one_trial(mine, objective, gc_after_trial=False) is None
     assert [t.state for t in mine.get_trials()] == [TrialState.FAIL]
+
+
+def test_training_stops_once_the_trial_was_failed_elsewhere(studies):
+    mine, other = studies
+    trial = mine.ask()
+    check, throttled = stop_if_taken(trial, every_s=0), stop_if_taken(trial, every_s=3600)
+    check(1, 10, 0.5)  # still ours: training goes on
+    _fail_elsewhere(other, trial)
+    throttled(2, 10, 0.5)  # reads the storage at most every `every_s` seconds
+    with pytest.raises(UpdateFinishedTrialError, match="at step 2"):
+        check(2, 10, 0.5)
