@@ -30,6 +30,9 @@ cluster's env file from slurm/dev/up.sh), a journal file in a temporary director
 per-ask cost with no database and no contention (run once, whatever --workers says).
 Samplers: `stock` is Optuna's NSGAIISampler with memctl's settings, `memctl` is what
 memctl.search.study.make_sampler returns (memctl.search.sampler.CachedNSGAIISampler).
+Parameter writes (PostgreSQL): `each` is Optuna's one transaction per suggested parameter,
+`batched` memctl's storage, one transaction for all of a trial's (memctl.search.batched_params);
+the ask moves the write to the next storage call, so compare them on ask+tell.
 
 Target: p95 ask+tell <= 100 ms with 64 workers at 5,000 trials on PostgreSQL. That needs a real
 multi-core host (64 worker processes plus the server): on a 2-core machine 64 processes measure
@@ -45,6 +48,7 @@ import argparse
 import contextlib
 import cProfile
 import gc
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -111,7 +115,8 @@ def _scores(bits: list[int]) -> tuple[float, float]:
 def _worker(index: int, run: dict, cfg: Config, barrier, results) -> None:
     """One worker process; puts (index, rows, t_start, t_end) or (index, error) on results."""
     try:
-        storage = run["memory"] if run["storage"] == "memory" else make_storage(run["url"], cfg)
+        storage = run["memory"] if run["storage"] == "memory" else make_storage(
+            run["url"], cfg, batch_params=run["param_writes"] != "each")
         study = optuna.load_study(study_name=cfg.search.study, storage=storage,
                                   sampler=_sampler(run["sampler"], cfg, index))
         gc_time = [0.0]
@@ -193,7 +198,8 @@ def _run(run: dict, cfg: Config, workers: int) -> dict:
     """One storage x sampler x worker count: a fresh study, N processes, one summary."""
     if run["storage"] == "memory":
         return _run_in_process(run, cfg)
-    study_name = f"bench-{run['storage']}-{run['sampler']}-{workers}w-{uuid.uuid4().hex[:8]}"
+    study_name = (f"bench-{run['storage']}-{run['sampler']}-{run['param_writes']}-{workers}w-"
+                  f"{uuid.uuid4().hex[:8]}")
     cfg = replace(cfg, search=replace(cfg.search, study=study_name))
     head = create_study(cfg, run["url"])
     engine = getattr(getattr(head._storage, "_backend", None), "engine", None)
@@ -255,8 +261,8 @@ def _summary(run: dict, workers: int, rows: np.ndarray, complete: int, total: in
             "loop": _stats(loop[sel]),
         })
     return {
-        "storage": run["storage"], "sampler": run["sampler"], "workers": workers,
-        "trials": run["trials"], "population_size": run["population_size"],
+        "storage": run["storage"], "sampler": run["sampler"], "param_writes": run["param_writes"],
+        "workers": workers, "trials": run["trials"], "population_size": run["population_size"],
         "complete": complete, "created": total, "failed_stale": failed,
         "seconds": round(seconds, 2),
         "trials_per_s": round(complete / seconds, 1) if seconds > 0 else None,
@@ -271,7 +277,8 @@ def _fmt(v: float | None) -> str:
 
 
 def _print(s: dict) -> None:
-    print(f"\n{s['storage']} / {s['sampler']} sampler / {s['workers']} workers / population "
+    print(f"\n{s['storage']} / {s['sampler']} sampler / parameter writes {s['param_writes']} / "
+          f"{s['workers']} workers / population "
           f"{s['population_size']}: {s['complete']} COMPLETE ({s['created']} created, "
           f"{s['failed_stale']} failed as stale) in {s['seconds']:.1f} s = "
           f"{s['trials_per_s']} trials/s")
@@ -286,7 +293,7 @@ def _print(s: dict) -> None:
 
 def _print_overview(summaries: list[dict]) -> None:
     print("\nOverview (ms; 'last' = the bucket of the largest study size)")
-    print("  storage   sampler  workers  trials/s  a+t p95 all  a+t p95 last  "
+    print("  storage   sampler  params   workers  trials/s  a+t p95 all  a+t p95 last  "
           f"loop p95 last  <= {TARGET_MS:.0f} ms")
     for s in summaries:
         # The largest study size with a full bucket (the overshoot bucket holds a few trials).
@@ -294,7 +301,8 @@ def _print_overview(summaries: list[dict]) -> None:
         last = full[-1] if full else s["all"]
         p95 = last["ask_tell"]["p95"]
         ok = "yes" if p95 is not None and p95 <= TARGET_MS else "no"
-        print(f"  {s['storage']:<9} {s['sampler']:<8} {s['workers']:7d}  {s['trials_per_s']:8}  "
+        print(f"  {s['storage']:<9} {s['sampler']:<8} {s['param_writes']:<8} {s['workers']:7d}  "
+              f"{s['trials_per_s']:8}  "
               f"{_fmt(s['all']['ask_tell']['p95'])}       {_fmt(last['ask_tell']['p95'])}"
               f"        {_fmt(last['loop']['p95'])}       {ok}")
 
@@ -320,6 +328,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gc-after-trial", choices=("on", "off"), default="on",
                         help="study.optimize(gc_after_trial=...): on as memctl's worker does; "
                              "off saves ~0.2 CPU s a trial where CPUs are few")
+    parser.add_argument("--param-writes", nargs="+", choices=("each", "batched"),
+                        default=["each", "batched"],
+                        help="PostgreSQL: a transaction per suggested parameter (Optuna's) or "
+                             "one per trial (memctl's storage)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
     bucket = args.bucket or (1000 if args.trials >= 4000 else max(1, args.trials // 4))
@@ -339,19 +351,23 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             url = pg_url
             print(f"pg: {mask_url(url)}", file=log)
-        for sampler in args.sampler:
+        # Parameter batching is a feature of memctl's PostgreSQL storage.
+        writes_options = args.param_writes if storage == "pg" else ["-"]
+        for sampler, param_writes in itertools.product(args.sampler, writes_options):
             for workers in ([1] if storage == "memory" else args.workers):
                 if storage == "journal":
                     url = str(tmp / f"{sampler}-{workers}-{uuid.uuid4().hex[:8]}.journal")
-                prof = (str(Path(args.profile) / f"{storage}-{sampler}-{workers}w.prof")
-                        if args.profile else None)
+                name = f"{storage}-{sampler}-{param_writes}-{workers}w.prof"
+                prof = str(Path(args.profile) / name) if args.profile else None
                 if prof:
                     Path(args.profile).mkdir(parents=True, exist_ok=True)
                 run = {"storage": storage, "sampler": sampler, "url": url,
+                       "param_writes": param_writes,
                        "trials": args.trials, "bucket": bucket, "profile": prof,
                        "gc_after_trial": args.gc_after_trial == "on",
                        "population_size": args.population_size}
-                print(f"running {storage} / {sampler} / {workers} workers ...", file=log,
+                print(f"running {storage} / {sampler} / {param_writes} / {workers} workers ...",
+                      file=log,
                       flush=True)
                 summary = _run(run, cfg, workers)
                 summaries.append(summary)

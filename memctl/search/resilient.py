@@ -23,6 +23,8 @@ from typing import Any
 from optuna.storages import RDBStorage
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from memctl.search.batched_params import BatchedParamsRDBStorage
+
 log = logging.getLogger(__name__)
 
 # Storage calls worth retrying: all reads and writes of studies, trials and heartbeats.
@@ -80,8 +82,9 @@ def _retrying(method: Callable, max_wait_s: float) -> Callable:
     return wrapper
 
 
-class ResilientRDBStorage(RDBStorage):
-    """RDBStorage whose calls survive a database restart of up to `max_wait_s` seconds.
+class ResilientRDBStorage(BatchedParamsRDBStorage):
+    """RDBStorage whose calls survive a database restart of up to `max_wait_s` seconds
+    (and whose parameter writes are batched per trial: memctl.search.batched_params).
 
     `max_delay_s` caps the back-off between retries, and so bounds how long after a recovery
     another process's heartbeat thread may still be asleep before it beats again.

@@ -68,9 +68,11 @@ def _is_journal(url: str) -> bool:
     return url.startswith("journal:") or url.endswith(".journal") or url.endswith(".log")
 
 
-def make_storage(url: str, cfg: Config, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+def make_storage(url: str, cfg: Config, *, heartbeat: bool = True,
+                 batch_params: bool = True) -> optuna.storages.BaseStorage:
     """Storage from a URL: SQLAlchemy URLs -> RDBStorage (heartbeats, retried on connection
-    loss), `*.journal` -> journal file, `grpc://host:port` -> Optuna's gRPC storage proxy."""
+    loss, a trial's parameters written in one transaction unless `batch_params` is False),
+    `*.journal` -> journal file, `grpc://host:port` -> Optuna's gRPC storage proxy."""
     if url.startswith("grpc://"):
         return _grpc(url)
     if _is_journal(url):
@@ -96,7 +98,8 @@ def make_storage(url: str, cfg: Config, *, heartbeat: bool = True) -> optuna.sto
                 max_retry=cfg.search.max_retries),
         )
     try:
-        return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, batch_params=batch_params,
+                                   **kwargs)
     except ImportError as err:
         raise UserError(f"search.storage {mask_url(url)}: driver missing ({err})") from None
     except Exception as err:  # sqlalchemy errors carry the URL: never print it unmasked
