@@ -367,8 +367,7 @@ def main(argv: list[str] | None = None) -> None:
                        "gc_after_trial": args.gc_after_trial == "on",
                        "population_size": args.population_size}
                 print(f"running {storage} / {sampler} / {param_writes} / {workers} workers ...",
-                      file=log,
-                      flush=True)
+                      file=log, flush=True)
                 summary = _run(run, cfg, workers)
                 summaries.append(summary)
                 if not args.json:

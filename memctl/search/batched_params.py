@@ -26,10 +26,11 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 
-# Calls that write nothing a reader could miss a parameter through.
-_NO_FLUSH = {"record_heartbeat", "set_trial_param", "_set_trial_param"}
+# Calls that must not flush: the heartbeat thread's, and the parameter write itself.
+_NO_FLUSH = {"record_heartbeat", "set_trial_param"}
 
-_PRIVATE_READS = {"_create_new_trial", "_get_trials", "_get_best_trial_id",
+# Private methods that Optuna's cached-storage wrapper and heartbeat code call directly.
+_PRIVATE_CALLS = {"_create_new_trial", "_get_trials", "_get_best_trial_id",
                   "_get_stale_trial_ids"}
 
 _Pending = tuple[str, float, distributions.BaseDistribution,
@@ -85,13 +86,13 @@ class BatchedParamsRDBStorage(RDBStorage):
         with self._pending_lock:
             if not self._pending:
                 return
-            refused = None
+            trial_id = None
             try:
                 with _create_scoped_session(self.scoped_session, True) as session:
-                    for refused, params in self._pending.items():
-                        self._write_params(session, refused, params)
+                    for trial_id, params in self._pending.items():
+                        self._write_params(session, trial_id, params)
             except (UpdateFinishedTrialError, ValueError):
-                del self._pending[refused]
+                self._pending.pop(trial_id, None)  # the refused trial's
                 raise
             self._pending.clear()
 
@@ -123,9 +124,9 @@ class BatchedParamsRDBStorage(RDBStorage):
         )
 
 
-# Every public call flushes first, and so do the private reads Optuna's cached-storage wrapper
-# makes directly; set_trial_param only queues (it calls _set_trial_param).
+# Every public call flushes first, and so do the private ones above; set_trial_param only
+# queues (it calls _set_trial_param, defined above, which is left as it is).
 for _name, _method in vars(RDBStorage).items():
     if inspect.isfunction(_method) and _name not in _NO_FLUSH and _name not in vars(
-            BatchedParamsRDBStorage) and (not _name.startswith("_") or _name in _PRIVATE_READS):
+            BatchedParamsRDBStorage) and (not _name.startswith("_") or _name in _PRIVATE_CALLS):
         setattr(BatchedParamsRDBStorage, _name, _flushing_first(_method))
