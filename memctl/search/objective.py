@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,7 +152,7 @@ class FineTuned:
 
 def fine_tune(cfg: Config, model_dir: str, bits: Sequence[int], reader: CacheReader,
               indices: Sequence[int], out_dir: Path, on_step: StepCallback | None = None,
-              ) -> FineTuned:
+              should_stop: Callable[[], bool] | None = None) -> FineTuned:
     """Fine-tunes a freshly loaded U-Net restricted to `bits` on the given cache rows."""
     torch.manual_seed(cfg.train.seed)
     rwa = cfg.train.mitigation == "rwa"  # the only part of training that encodes text
@@ -163,16 +163,19 @@ def fine_tune(cfg: Config, model_dir: str, bits: Sequence[int], reader: CacheRea
     result = train(comps.unet, adapter.param_groups(cfg.train.lr), data, comps.scheduler,
                    cfg.train, scaling_factor=comps.vae.config.scaling_factor, out_dir=out_dir,
                    on_step=on_step, tokenizer=comps.tokenizer, text_encoder=comps.text_encoder,
-                   captions=prompt_captions(data, reader.captions) if rwa else None)
+                   captions=prompt_captions(data, reader.captions) if rwa else None,
+                   should_stop=should_stop)
     return FineTuned(comps, adapter, result, adapter.count())
 
 
 def run_trial(cfg: Config, ctx: TrialContext, bits: Sequence[int], out_dir: Path,
-              on_step: StepCallback | None = None) -> Scores:
+              on_step: StepCallback | None = None,
+              should_stop: Callable[[], bool] | None = None) -> Scores:
     """One search trial: fine-tune on the proxy set, score on D_mem and validation."""
     start = time.perf_counter()
     reader = CacheReader(ctx.cache_path)
-    tuned = fine_tune(cfg, ctx.model_dir, bits, reader, ctx.train_indices, out_dir, on_step)
+    tuned = fine_tune(cfg, ctx.model_dir, bits, reader, ctx.train_indices, out_dir, on_step,
+                      should_stop)
     d_mem, fid, n_fid = score(tuned.comps, reader, cfg, ctx.dmem_indices, split="val")
     scores = Scores(d_mem, fid, n_fid, tuned.counts["trainable"], tuned.counts["total"],
                     tuned.result)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from memctl.config import config_from_dict
 from memctl.search.objective import TrialContext, run_trial
 from memctl.search.space import bits_str, suggest_mask
 from memctl.search.study import load_study
+from memctl.train.stop import StopOnSignal, TrainingStopped
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,9 @@ class Worker(submitit.helpers.Checkpointable):
 
     On USR2 submitit calls checkpoint(), which resubmits this same worker; the new
     incarnation reclaims its interrupted trial and resumes it from the training checkpoint.
+    On SIGTERM (`scontrol requeue`, preemption, scancel) the trial stops after its current
+    step, checkpointed, and is left RUNNING for that same reclaim (or, when the job does
+    not come back, for another worker once its heartbeat lapses).
     """
 
     def __call__(self, spec: WorkerSpec) -> dict:
@@ -169,6 +174,19 @@ class Worker(submitit.helpers.Checkpointable):
 
 def run_worker(spec: WorkerSpec) -> dict:
     """Runs trials until the study is full; returns a small summary of this worker's work."""
+    if "SLURM_JOB_ID" not in os.environ:  # only SLURM jobs are reclaimed by their next run
+        return _run_trials(spec, should_stop=None)
+    with StopOnSignal() as stop:
+        try:
+            return _run_trials(spec, should_stop=stop)
+        except TrainingStopped as stopped:
+            log.warning("%s; the trial resumes from its checkpoint in this job's next run, "
+                        "or in another worker once its heartbeat lapses", stopped)
+            # Like submitit's own requeue: exit without a result, the trial left RUNNING.
+            raise SystemExit(128 + signal.SIGTERM) from None
+
+
+def _run_trials(spec: WorkerSpec, should_stop: Callable[[], bool] | None) -> dict:
     cfg = config_from_dict(spec.config)
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     if threads:
@@ -200,7 +218,8 @@ def run_worker(spec: WorkerSpec) -> dict:
             if log_path:
                 trial.set_user_attr("log", log_path)
             scores = run_trial(cfg, ctx, bits, out,
-                               on_step=stop_if_taken(trial, cfg.search.heartbeat_s))
+                               on_step=stop_if_taken(trial, cfg.search.heartbeat_s),
+                               should_stop=should_stop)
         except UpdateFinishedTrialError:
             raise  # failed as stale by another process: see run_one_trial
         except Exception as err:
@@ -218,6 +237,9 @@ def run_worker(spec: WorkerSpec) -> dict:
 
     start = time.time()
     while not _enough(study, spec.n_trials):
+        if should_stop is not None and should_stop():
+            log.warning("stopping between trials: this job is being requeued or ended")
+            raise SystemExit(128 + signal.SIGTERM)
         if failures >= cfg.search.max_consecutive_failures:
             log.error("stopping: %d trials failed in a row on this worker", failures)
             break

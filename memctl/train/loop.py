@@ -33,6 +33,7 @@ from memctl.train.engine import Engine, make_engine
 from memctl.train.metrics_log import MetricsLog
 from memctl.train.mitigations import ThresholdFilter, make_rwa, make_threshold
 from memctl.train.schedule import lr_lambda
+from memctl.train.stop import TrainingStopped
 
 __all__ = ["BatchSampler", "StepCallback", "TrainResult", "lr_lambda", "train"]
 
@@ -115,12 +116,15 @@ def train(
     tokenizer=None,
     text_encoder: torch.nn.Module | None = None,
     captions: Sequence[str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Runs cfg.steps optimizer steps of masked fine-tuning; returns the losses.
 
     With `out_dir` and cfg.checkpoint_every, checkpoints go to out_dir/checkpoints and a
     rerun resumes from the newest one. rwa needs `tokenizer`, `text_encoder` and `captions`
     (the text of each data.prompt_embeds row; see mitigations.prompt_captions).
+    Once `should_stop()` is true on any rank, the current step is checkpointed and
+    TrainingStopped raised (memctl.train.stop).
     """
     result = TrainResult()
     groups = [g for g in param_groups if g["params"]]
@@ -181,8 +185,10 @@ def train(
                 augmented += batch.augmented
             if threshold is not None:
                 threshold.end_step()
-            loss_sum, dropped, augmented = distributed.all_sum(
-                [loss_sum, dropped, augmented], device)
+            # The stop request rides on the step's one collective: every rank stops together.
+            loss_sum, dropped, augmented, stop = distributed.all_sum(
+                [loss_sum, dropped, augmented, float(bool(should_stop and should_stop()))],
+                device)
             loss_value = loss_sum / (cfg.grad_accum * rank.world_size)
             result.losses.append(loss_value)
             result.dropped += int(dropped)
@@ -197,7 +203,8 @@ def train(
                 if threshold is not None and threshold.threshold is not None:
                     record["threshold"] = threshold.threshold
                 log.write(record)
-            if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps
+                                     or stop):
                 ckpt.save(done, engine, {
                     "step": done, "losses": list(result.losses), "dropped": result.dropped,
                     "source": source.state_dict(), "rng": rng.capture(),
@@ -205,6 +212,8 @@ def train(
                 })
             if on_step and rank.is_main:
                 on_step(done, cfg.steps, loss_value)
+            if stop:
+                raise TrainingStopped(done, checkpointed=ckpt is not None)
     finally:
         log.close()
     result.seconds = time.perf_counter() - start

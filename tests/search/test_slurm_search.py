@@ -18,6 +18,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tests.slurm_jobs import release_requeued
+
 pytestmark = [pytest.mark.slurm, pytest.mark.postgres, pytest.mark.slow]
 
 TINY = [
@@ -137,9 +139,10 @@ def test_worker_killed_mid_trial_is_retried_with_same_mask(tmp_path, pg, study_n
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3
 
 
-def test_requeued_job_resumes_its_trial_from_checkpoint(tmp_path, pg, study_name):
+def test_requeued_job_stops_at_a_step_and_resumes_its_trial_there(tmp_path, pg, study_name):
+    steps = 60
     memctl(tmp_path, "search", "--executor", "slurm", "--trials", "1", "--workers", "1",
-           "--storage", pg, "--study", study_name, "--detach", *TINY, "train.steps=40",
+           "--storage", pg, "--study", study_name, "--detach", *TINY, f"train.steps={steps}",
            "train.checkpoint_every=5", "search.enqueue_baseline=true")
     study = load(pg, study_name)
 
@@ -150,9 +153,12 @@ def test_requeued_job_resumes_its_trial_from_checkpoint(tmp_path, pg, study_name
                 return t
         return None
 
-    first = wait_for(running_with_checkpoint, 300, "a running trial with a checkpoint")
+    first = wait_for(running_with_checkpoint, 300, "a running trial with a checkpoint", every=0.25)
     job_id = first.user_attrs["slurm_job_id"]
+    # SIGTERM now, SIGKILL KillWait later: the worker checkpoints its current step and exits
+    # instead of training on (and perhaps finishing the trial) under the dying incarnation.
     subprocess.run(["scontrol", "requeue", job_id], check=True)
+    release_requeued(job_id)
     wait_for(lambda: states(load(pg, study_name)).get("COMPLETE", 0) >= 1, 400,
              "the requeued trial to complete", every=2)
     trials = load(pg, study_name).get_trials(deepcopy=False)
@@ -160,10 +166,12 @@ def test_requeued_job_resumes_its_trial_from_checkpoint(tmp_path, pg, study_name
     assert len(complete) == 1  # told once
     done = complete[0]
     assert done.params == first.params and done.user_attrs["slurm_job_id"] == job_id
-    assert done.user_attrs["resumed_from"] > 0
+    assert 0 < done.user_attrs["resumed_from"] < steps
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [first.number]
     assert "requeued" in failed[0].system_attrs.get("fail_reason", "")
+    stderr = Path(done.user_attrs["log"]).with_suffix(".err").read_text()
+    assert f"training stopped after step {done.user_attrs['resumed_from']};" in stderr
 
 
 def test_postgres_restart_during_search_loses_nothing(tmp_path, pg, study_name, dev_cluster):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -58,14 +59,23 @@ def train_config(**overrides):
 
 def run(out_dir: str | None = None, *, bits: tuple[int, ...] = (1,) * 16,
         method: str = "attention", threads: int | None = None, step_sleep: float = 0.0,
-        stop_at: int | None = None, **overrides) -> dict:
+        stop_at: int | None = None, sigterm_at: int | None = None, should_stop=None,
+        stop_on_sigterm: bool = False, **overrides) -> dict:
     """Trains the tiny U-Net; returns losses, trained tensors, the unet and rank info.
 
     step_sleep slows steps down so a job can be interrupted mid-run; stop_at raises
-    KeyboardInterrupt after that step (a kill that leaves the checkpoints behind).
+    KeyboardInterrupt after that step (a kill that leaves the checkpoints behind);
+    sigterm_at sends this process SIGTERM after that step, as SLURM does mid-run;
+    stop_on_sigterm makes SIGTERM stop the run (memctl.train.stop), as search workers do.
     """
     from memctl import peft
     from memctl.train.loop import train
+    from memctl.train.stop import StopOnSignal
+
+    if stop_on_sigterm:
+        with StopOnSignal() as stop:
+            return run(out_dir, bits=bits, method=method, threads=threads, step_sleep=step_sleep,
+                       stop_at=stop_at, sigterm_at=sigterm_at, should_stop=stop, **overrides)
 
     if out_dir:  # lets a test signal this very process, as SLURM signals a job's tasks
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -83,10 +93,12 @@ def run(out_dir: str | None = None, *, bits: tuple[int, ...] = (1,) * 16,
                 time.sleep(step_sleep)
             if stop_at is not None and step == stop_at:
                 raise KeyboardInterrupt(f"stopped after step {step}")
+            if sigterm_at is not None and step == sigterm_at:
+                os.kill(os.getpid(), signal.SIGTERM)
 
         result = train(unet, adapter.param_groups(cfg.lr), make_data(), make_scheduler(), cfg,
                        scaling_factor=SCALE, out_dir=Path(out_dir) if out_dir else None,
-                       on_step=on_step)
+                       on_step=on_step, should_stop=should_stop)
     finally:
         torch.set_num_threads(previous)
     return {"losses": result.losses, "resumed_from": result.resumed_from,

@@ -17,6 +17,7 @@ import submitit
 import torch
 
 from memctl.train.job import TrainJob
+from tests.slurm_jobs import release_requeued
 from tests.train._tiny import MASK_UP, REPO, run
 
 TRAIN = dict(bits=MASK_UP, steps=4, checkpoint_every=1, threads=1)
@@ -49,22 +50,6 @@ def _wait_for(path: Path, job: submitit.Job, timeout: float = WAIT_S) -> None:
         if job.done():
             pytest.fail(f"job ended before {path.name} appeared:\n{job.stderr()}")
         assert time.monotonic() < deadline, f"{path} did not appear in {timeout} s"
-        time.sleep(0.3)
-
-
-def _release_requeued(job_id: str, timeout: float = 150) -> None:
-    """SLURM holds a requeued job back (reason BeginTime, ~2 min) before it may run again;
-    lift that hold so the test does not idle. Changes nothing about what the job does."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True,
-                             text=True, timeout=30).stdout.split()
-        if out == ["PENDING", "BeginTime"]:
-            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
-                           check=True, timeout=30)
-            return
-        if not out:  # finished (or aged out): nothing to release
-            return
         time.sleep(0.3)
 
 
@@ -111,7 +96,7 @@ def test_slurm_timeout_signal_requeues_and_resumes(slurm_env, tmp_path):
         TrainJob(run, str(out), step_sleep=1.5, **TRAIN))
     _wait_for(out / "checkpoints" / "step-00000001", job)
     job._interrupt(timeout=True)  # what SLURM sends before the time limit
-    _release_requeued(job.job_id)
+    release_requeued(job.job_id)
     result = job.result()
     assert result["resumed_from"] >= 1
     _assert_same(reference, result)
@@ -125,7 +110,29 @@ def test_slurm_scontrol_requeue_resumes(slurm_env, tmp_path):
         TrainJob(run, str(out), step_sleep=3.0, **TRAIN))
     _wait_for(out / "checkpoints" / "step-00000001", job)
     subprocess.run(["scontrol", "requeue", job.job_id], check=True, timeout=30)
-    _release_requeued(job.job_id)
+    release_requeued(job.job_id)
     result = job.result()
     assert result["resumed_from"] >= 1
     _assert_same(reference, result)
+
+
+def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    ex = _executor("local", tmp_path / "jobs", tasks_per_node=2)
+    out = tmp_path / "out"
+    args = dict(bits=MASK_UP, steps=8, checkpoint_every=6, threads=1)
+    job = ex.submit(TrainJob(run, str(out), step_sleep=1.0, stop_on_sigterm=True, **args))
+    _wait_for(out / "metrics.jsonl", job)  # step 0 is done
+    os.kill(int((out / "pid-rank0").read_text()), signal.SIGTERM)  # rank 1 hears nothing
+    with pytest.raises(submitit.core.utils.UncompletedJobError, match="training stopped after"):
+        job.results()
+    deadline = time.monotonic() + 60
+    while not job.done():  # rank 1 ended too: it does not wait at a collective rank 0 left
+        assert time.monotonic() < deadline, "rank 1 did not stop"
+        time.sleep(0.3)
+    newest = max((out / "checkpoints").glob("step-*"))
+    stopped_at = int(newest.name.split("-")[1])
+    assert 1 <= stopped_at < 6  # saved off the every-6 schedule, by both ranks
+    assert {p.name for p in newest.glob("loop-rank*.pt")} == {"loop-rank0.pt", "loop-rank1.pt"}
+    resumed = ex.submit(TrainJob(run, str(out), **args)).results()
+    assert [r["resumed_from"] for r in resumed] == [stopped_at, stopped_at]
+    _assert_same(*resumed)

@@ -1,0 +1,57 @@
+"""Stopping a run at a step boundary when its job is being taken away.
+
+SLURM sends SIGTERM to the tasks of a job it requeues, preempts or cancels, and SIGKILL
+KillWait seconds later (30 s by default). A run that stops at its next step and checkpoints
+loses nothing; one that trains on until the kill loses every step since its last periodic
+checkpoint, and a short search trial may even finish under the job's old incarnation while
+SLURM already holds the new one back.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+
+class TrainingStopped(BaseException):
+    """Raised by train() after the step during which a stop was requested, once that step is
+    checkpointed. A BaseException on purpose: handlers that record failures (Optuna's among
+    them) let it pass, since the run is not failed but waits to be resumed."""
+
+    def __init__(self, step: int, checkpointed: bool) -> None:
+        super().__init__(f"training stopped after step {step}"
+                         + ("" if checkpointed else " (no checkpoint: checkpoint_every is 0)"))
+        self.step, self.checkpointed = step, checkpointed
+
+
+class StopOnSignal:
+    """A stop request set by a signal; call the instance to ask whether one arrived.
+
+    Use as a context manager in the main thread; the previous handlers come back on exit.
+    """
+
+    def __init__(self, *signums: signal.Signals) -> None:
+        self.signums = signums or (signal.SIGTERM,)
+        self.received: str | None = None
+        self._previous: dict[signal.Signals, object] = {}
+
+    def __call__(self) -> bool:
+        return self.received is not None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signal.Signals(signum).name
+        log.warning("%s received: stopping after the current training step",
+                    self.received)
+
+    def __enter__(self) -> StopOnSignal:
+        for signum in self.signums:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
