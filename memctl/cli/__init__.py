@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 
 import click
@@ -11,10 +12,12 @@ import click
 from memctl import __version__
 from memctl.cli.output import results_to
 from memctl.errors import UserError
+from memctl.train.stop import TrainingStopped
 
 
 class _Group(click.Group):
-    """Turns UserError into one clear line and exit code 2; other errors exit 1."""
+    """Turns UserError into one clear line and exit code 2; other errors exit 1; a run
+    stopped by SLURM's SIGTERM says where it resumes and exits 143."""
 
     def invoke(self, ctx: click.Context):
         # Medical data: everything memctl writes (caches, runs, reports) is owner-only.
@@ -27,6 +30,11 @@ class _Group(click.Group):
         except UserError as err:
             click.echo(f"memctl: error: {err}", err=True)
             sys.exit(UserError.exit_code)
+        except TrainingStopped as stopped:
+            then = ("the same command resumes from that step" if stopped.checkpointed
+                    else "the same command starts over")
+            click.echo(f"memctl: {stopped} on SIGTERM; {then}", err=True)
+            sys.exit(128 + signal.SIGTERM)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

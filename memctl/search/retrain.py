@@ -26,6 +26,7 @@ from memctl.config import Config, dump_config
 from memctl.data.cache import CacheReader, read_json, write_json
 from memctl.errors import UserError
 from memctl.train.loop import StepCallback
+from memctl.train.stop import stop_in_slurm_job
 from memctl.workspace import make_private_dir
 
 TRAINING_SECTIONS = ("model", "data", "peft", "train")
@@ -85,7 +86,8 @@ def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int]
     train_idx = reader.usable("train")
     if not train_idx:
         raise UserError(f"{cache_path}: the training split is empty")
-    tuned = fine_tune(run_cfg, model_dir, bits, reader, train_idx, out_dir, on_step)
+    with stop_in_slurm_job() as stop:  # requeue / preemption: checkpoint the step, exit
+        tuned = fine_tune(run_cfg, model_dir, bits, reader, train_idx, out_dir, on_step, stop)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return None  # data-parallel ranks only train; rank 0 evaluates and exports
     d_mem, fid, n_fid = score(tuned.comps, reader, run_cfg, dmem_indices, split="test")

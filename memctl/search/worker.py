@@ -25,7 +25,7 @@ from memctl.config import config_from_dict
 from memctl.search.objective import TrialContext, run_trial
 from memctl.search.space import bits_str, suggest_mask
 from memctl.search.study import load_study
-from memctl.train.stop import StopOnSignal, TrainingStopped
+from memctl.train.stop import TrainingStopped, stop_in_slurm_job
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +174,7 @@ class Worker(submitit.helpers.Checkpointable):
 
 def run_worker(spec: WorkerSpec) -> dict:
     """Runs trials until the study is full; returns a small summary of this worker's work."""
-    if "SLURM_JOB_ID" not in os.environ:  # only SLURM jobs are reclaimed by their next run
-        return _run_trials(spec, should_stop=None)
-    with StopOnSignal() as stop:
+    with stop_in_slurm_job() as stop:  # only SLURM jobs are reclaimed by their next run
         try:
             return _run_trials(spec, should_stop=stop)
         except TrainingStopped as stopped:

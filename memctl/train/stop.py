@@ -9,8 +9,13 @@ SLURM already holds the new one back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -55,3 +60,11 @@ class StopOnSignal:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+
+
+def stop_in_slurm_job() -> AbstractContextManager[Callable[[], bool] | None]:
+    """A StopOnSignal for SIGTERM inside a SLURM job's main thread; elsewhere None (a
+    terminal's Ctrl-C or a plain kill keeps its usual meaning)."""
+    if "SLURM_JOB_ID" in os.environ and threading.current_thread() is threading.main_thread():
+        return StopOnSignal(signal.SIGTERM)
+    return contextlib.nullcontext()
