@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 
 import click
@@ -12,7 +11,7 @@ import click
 from memctl import __version__
 from memctl.cli.output import results_to
 from memctl.errors import UserError
-from memctl.train.stop import TrainingStopped
+from memctl.train.stop import EXIT_CODE, TrainingStopped
 
 
 class _Group(click.Group):
@@ -34,7 +33,7 @@ class _Group(click.Group):
             then = ("the same command resumes from that step" if stopped.checkpointed
                     else "the same command starts over")
             click.echo(f"memctl: {stopped} on SIGTERM; {then}", err=True)
-            sys.exit(128 + signal.SIGTERM)
+            sys.exit(EXIT_CODE)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

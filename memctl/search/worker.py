@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from memctl.config import config_from_dict
 from memctl.search.objective import TrialContext, run_trial
 from memctl.search.space import bits_str, suggest_mask
 from memctl.search.study import load_study
-from memctl.train.stop import TrainingStopped, stop_in_slurm_job
+from memctl.train.stop import EXIT_CODE, TrainingStopped, stop_in_slurm_job
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +180,7 @@ def run_worker(spec: WorkerSpec) -> dict:
             log.warning("%s; the trial resumes from its checkpoint in this job's next run, "
                         "or in another worker once its heartbeat lapses", stopped)
             # Like submitit's own requeue: exit without a result, the trial left RUNNING.
-            raise SystemExit(128 + signal.SIGTERM) from None
+            raise SystemExit(EXIT_CODE) from None
 
 
 def _run_trials(spec: WorkerSpec, should_stop: Callable[[], bool] | None) -> dict:
@@ -237,7 +236,7 @@ def _run_trials(spec: WorkerSpec, should_stop: Callable[[], bool] | None) -> dic
     while not _enough(study, spec.n_trials):
         if should_stop is not None and should_stop():
             log.warning("stopping between trials: this job is being requeued or ended")
-            raise SystemExit(128 + signal.SIGTERM)
+            raise SystemExit(EXIT_CODE)
         if failures >= cfg.search.max_consecutive_failures:
             log.error("stopping: %d trials failed in a row on this worker", failures)
             break

@@ -20,6 +20,9 @@ from types import FrameType
 
 log = logging.getLogger(__name__)
 
+EXIT_CODE = 128 + signal.SIGTERM
+"""What a process stopped this way exits with: the shell's code for death by SIGTERM."""
+
 
 class TrainingStopped(BaseException):
     """Raised by train() after the step during which a stop was requested, once that step is
@@ -28,20 +31,19 @@ class TrainingStopped(BaseException):
 
     def __init__(self, step: int, checkpointed: bool) -> None:
         super().__init__(f"training stopped after step {step}"
-                         + ("" if checkpointed else " (no checkpoint: checkpoint_every is 0)"))
+                         + ("" if checkpointed else " (no checkpoint kept)"))
         self.step, self.checkpointed = step, checkpointed
 
 
 class StopOnSignal:
-    """A stop request set by a signal; call the instance to ask whether one arrived.
+    """A stop request set by SIGTERM; call the instance to ask whether one arrived.
 
-    Use as a context manager in the main thread; the previous handlers come back on exit.
+    Use as a context manager in the main thread; the previous handler comes back on exit.
     """
 
-    def __init__(self, *signums: signal.Signals) -> None:
-        self.signums = signums or (signal.SIGTERM,)
+    def __init__(self) -> None:
         self.received: str | None = None
-        self._previous: dict[signal.Signals, object] = {}
+        self._previous: object = None
 
     def __call__(self) -> bool:
         return self.received is not None
@@ -52,19 +54,16 @@ class StopOnSignal:
                     self.received)
 
     def __enter__(self) -> StopOnSignal:
-        for signum in self.signums:
-            self._previous[signum] = signal.signal(signum, self._handle)
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
+        signal.signal(signal.SIGTERM, self._previous)
 
 
 def stop_in_slurm_job() -> AbstractContextManager[Callable[[], bool] | None]:
     """A StopOnSignal for SIGTERM inside a SLURM job's main thread; elsewhere None (a
     terminal's Ctrl-C or a plain kill keeps its usual meaning)."""
     if "SLURM_JOB_ID" in os.environ and threading.current_thread() is threading.main_thread():
-        return StopOnSignal(signal.SIGTERM)
+        return StopOnSignal()
     return contextlib.nullcontext()

@@ -6,6 +6,7 @@ exactly the same model and data.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -72,11 +73,6 @@ def run(out_dir: str | None = None, *, bits: tuple[int, ...] = (1,) * 16,
     from memctl.train.loop import train
     from memctl.train.stop import StopOnSignal
 
-    if stop_on_sigterm:
-        with StopOnSignal() as stop:
-            return run(out_dir, bits=bits, method=method, threads=threads, step_sleep=step_sleep,
-                       stop_at=stop_at, sigterm_at=sigterm_at, should_stop=stop, **overrides)
-
     if out_dir:  # lets a test signal this very process, as SLURM signals a job's tasks
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / f"pid-rank{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))
@@ -96,9 +92,10 @@ def run(out_dir: str | None = None, *, bits: tuple[int, ...] = (1,) * 16,
             if sigterm_at is not None and step == sigterm_at:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-        result = train(unet, adapter.param_groups(cfg.lr), make_data(), make_scheduler(), cfg,
-                       scaling_factor=SCALE, out_dir=Path(out_dir) if out_dir else None,
-                       on_step=on_step, should_stop=should_stop)
+        with StopOnSignal() if stop_on_sigterm else contextlib.nullcontext(should_stop) as stop:
+            result = train(unet, adapter.param_groups(cfg.lr), make_data(), make_scheduler(),
+                           cfg, scaling_factor=SCALE, on_step=on_step, should_stop=stop,
+                           out_dir=Path(out_dir) if out_dir else None)
     finally:
         torch.set_num_threads(previous)
     return {"losses": result.losses, "resumed_from": result.resumed_from,
