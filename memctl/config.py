@@ -426,6 +426,16 @@ def config_from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ())
         raise UserError(f"recorded config: {err.name}: {err.message}") from None
 
 
+def replace_section(cfg: Config, section: str, source: str, **changes: Any) -> Config:
+    """cfg with fields of one section changed (command-line flags), validated like a file's
+    fields: a bad value raises UserError naming `source` and the dotted field."""
+    try:
+        new = dataclasses.replace(getattr(cfg, section), **changes)
+    except _Invalid as err:
+        raise UserError(f"{source}: {section}.{err.name}: {err.message}") from None
+    return dataclasses.replace(cfg, **{section: new})
+
+
 def dump_config(cfg: Config, path: Path, command: str) -> None:
     """Writes cfg as YAML headed by the command that runs it."""
     text = f"# {command}\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False)

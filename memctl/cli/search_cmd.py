@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import click
 from rich.table import Table
 
 from memctl.cli import main
 from memctl.cli.common import config_options, console, emit_json, progress_bar
-from memctl.config import EXECUTORS, METHODS, SPACES, Config
+from memctl.config import EXECUTORS, METHODS, SPACES, Config, replace_section
 from memctl.errors import UserError
 
+# Where each flag lands in the config; every flag is validated like a config field.
+_FLAG_FIELDS = {"trials": ("search", "trials"), "workers": ("search", "workers"),
+                "executor": ("search", "executor"), "storage": ("search", "storage"),
+                "study": ("search", "study"), "partition": ("slurm", "partition"),
+                "container": ("slurm", "container"), "method": ("peft", "method"),
+                "space": ("peft", "space")}
 
-def _apply_flags(cfg: Config, **flags) -> Config:
+
+def _apply_flags(cfg: Config, **flags: Any) -> Config:
     """Command-line flags win over the config file."""
-    search = {k: v for k, v in flags.items()
-              if v is not None and k in {f.name for f in dataclasses.fields(cfg.search)}}
-    slurm = {"partition": flags["partition"]} if flags.get("partition") else {}
-    if flags.get("container"):
-        slurm["container"] = flags["container"]
-    peft = {k: v for k, v in (("method", flags.get("method")), ("space", flags.get("space")))
-            if v}
-    return dataclasses.replace(
-        cfg,
-        search=dataclasses.replace(cfg.search, **search),
-        slurm=dataclasses.replace(cfg.slurm, **slurm),
-        peft=dataclasses.replace(cfg.peft, **peft),
-    )
+    for flag, value in flags.items():
+        if value is None or flag not in _FLAG_FIELDS:
+            continue
+        section, name = _FLAG_FIELDS[flag]
+        cfg = replace_section(cfg, section, f"--{flag}", **{name: value})
+    return cfg
 
 
 def _parse_bits(text: str) -> list[int]:
@@ -58,8 +59,6 @@ def search(cfg: Config, config_given: bool, enqueue: tuple[str, ...], follow: bo
     from memctl.search.head import run_search
 
     cfg = _apply_flags(cfg, **flags)
-    if cfg.search.trials < 1 or cfg.search.workers < 1:
-        raise UserError("--trials and --workers must be >= 1")
     masks = [_parse_bits(m) for m in enqueue]
     console.print(f"study [bold]{cfg.search.study}[/]: {cfg.search.trials} trials, "
                   f"{cfg.search.workers} workers ({cfg.search.executor}), "
