@@ -158,14 +158,30 @@ def prepare(cfg: Config, progress: Progress | None = None) -> Workspace:
     return Workspace(cfg.run_path, mdir, path)
 
 
-def open_workspace(cfg: Config) -> Workspace:
-    """The workspace of an already prepared config; builds nothing."""
+def _resolve(cfg: Config) -> tuple[Path, Path]:
+    """(model directory, cache path) of an already prepared config; builds nothing."""
     mdir = model_dir(cfg, build=False)
-    recs = records(cfg)
-    path = _cache_path(cfg, recs, cache_mod.model_fingerprint(mdir))
+    return mdir, _cache_path(cfg, records(cfg), cache_mod.model_fingerprint(mdir))
+
+
+def _existing(cfg: Config, mdir: Path, path: Path) -> Workspace:
     if not path.exists():
         raise UserError(f"{path}: cache missing for this config (run `memctl cache build`)")
     return Workspace(cfg.run_path, mdir, path)
+
+
+def open_workspace(cfg: Config) -> Workspace:
+    """The workspace of an already prepared config; builds nothing."""
+    return _existing(cfg, *_resolve(cfg))
+
+
+def cache_info(cfg: Config) -> dict:
+    """What the cache of this config holds. When the last build wrote none (nothing usable),
+    that build's skip report instead (`written: false`), so the reasons stay visible."""
+    mdir, path = _resolve(cfg)
+    if not path.exists() and (report := cache_mod.read_skip_report(path)):
+        return report
+    return _existing(cfg, mdir, path).reader().info()
 
 
 def _dmem_file_rows(cfg: Config, reader: cache_mod.CacheReader, train: list[int]) -> list[int]:

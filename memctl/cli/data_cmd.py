@@ -73,9 +73,12 @@ def cache_build(cfg: Config, config_given: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def cache_info(cfg: Config, config_given: bool, as_json: bool) -> None:
     """Show what the cache of this config holds, including skipped files and why."""
-    from memctl.workspace import open_workspace
+    from memctl.workspace import cache_info as read_info
 
-    info = open_workspace(cfg).reader().info()
+    info = read_info(cfg)
+    if not info.get("written", True):
+        console.print(f"[yellow]no cache written[/]: the last build found no usable image "
+                      f"({len(info['skipped'])} skipped)")
     if as_json:
         emit_json(info)
         return

@@ -330,10 +330,12 @@ def build_cache(
     if out.exists():
         check_cache(out, model_fp, resolution, fingerprint)
         return out
-    if not records:
-        raise UserError(f"{out}: nothing to cache (no usable records)")
     out.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(out.parent, 0o700)
+    if not records:
+        _write_skip_report(out, 0, 0, list(skipped))
+        raise UserError(f"{out}: nothing to cache (no usable records; see the reasons with "
+                        f"`memctl cache info`)")
     partial = out.with_name(out.name + ".partial")
     if not _open_partial(partial, fingerprint):
         _init_partial(partial, records, split_labels, enc, resolution, fingerprint, model_fp,
@@ -359,11 +361,39 @@ def build_cache(
         _encode_images(f, records, enc, resolution, batch_size,
                        workers or default_workers(), tick)
         usable = int((~f["failed"][:]).sum())
+        _write_skip_report(out, len(records), usable, _skipped_rows(f))
     if usable == 0:
         raise UserError(f"{out}: no usable images (all {len(records)} failed to load; "
                         f"see the reasons with `memctl cache info`)")
     os.replace(partial, out)
     return out
+
+
+def skip_report_path(out: Path) -> Path:
+    """`<cache stem>.skipped.json`: what the last build of `out` skipped and why. The cache
+    holds the same list, but a build with nothing usable writes no cache."""
+    return out.with_name(f"{out.stem}.skipped.json")
+
+
+def _skipped_rows(f: h5py.File) -> list[tuple[str, str]]:
+    return [(p, r) for p, r in (_strings(row) for row in f["skipped"][:])]
+
+
+def _skip_summary(rows: Sequence[tuple[str, str]]) -> dict:
+    return {"skipped_by_reason": dict(Counter(r.split(":")[0] for _, r in rows)),
+            "skipped": [{"path": p, "reason": r} for p, r in rows]}
+
+
+def _write_skip_report(out: Path, images: int, usable: int,
+                       rows: Sequence[tuple[str, str]]) -> None:
+    write_json(skip_report_path(out), {"path": str(out), "written": usable > 0,
+                                       "images": images, "usable": usable,
+                                       **_skip_summary(rows)})
+
+
+def read_skip_report(out: Path) -> dict:
+    """The last build's skip report ({} when none was written)."""
+    return read_json(skip_report_path(out))
 
 
 def check_cache(path: Path, model_fp: str, resolution: int, fingerprint: str | None = None,
@@ -532,9 +562,8 @@ class CacheReader:
             "captions_truncated": int(self.attrs.get("n_truncated", 0)),
             "images_with_truncated_caption": int(self.attrs.get("n_truncated_images", 0)),
             "token_limit": int(self.attrs.get("token_limit", 0)),
-            "skipped_by_reason": dict(Counter(r.split(":")[0] for _, r in self.skipped)),
             "bytes": self.path.stat().st_size,
-            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            **_skip_summary(self.skipped),
         }
 
 
