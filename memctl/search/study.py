@@ -17,7 +17,6 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from memctl.config import Config
 from memctl.errors import UserError
 from memctl.search.resilient import ResilientRDBStorage
-from memctl.search.sampler import CachedNSGAIISampler
 
 log = logging.getLogger(__name__)
 # Heartbeats and metric names are marked experimental; they are what we rely on, knowingly.
@@ -110,10 +109,10 @@ def make_storage(url: str, cfg: Config, *, heartbeat: bool = True,
 def make_sampler(cfg: Config, worker_index: int = 0) -> NSGAIISampler:
     """Each worker gets its own seed: the same seed in N workers proposes identical masks.
 
-    NSGA-II with incremental generation bookkeeping (memctl.search.sampler): same proposals
-    as Optuna's, without re-scanning the whole study on every ask.
+    Optuna's own NSGA-II: since 5.1 it keeps its generation bookkeeping between asks, so an
+    ask no longer re-scans the whole study.
     """
-    return CachedNSGAIISampler(
+    return NSGAIISampler(
         population_size=cfg.search.population_size,
         crossover_prob=cfg.search.crossover_prob,
         mutation_prob=cfg.search.mutation_prob or None,
