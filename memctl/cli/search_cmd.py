@@ -57,9 +57,11 @@ def search(cfg: Config, config_given: bool, enqueue: tuple[str, ...], follow: bo
            as_json: bool, **flags) -> None:
     """Search masks with NSGA-II; each worker job runs trials of one shared study."""
     from memctl.search.head import run_search
+    from memctl.search.study import check_reachable, storage_url
 
     cfg = _apply_flags(cfg, **flags)
     masks = [_parse_bits(m) for m in enqueue]
+    check_reachable(storage_url(cfg))  # an unreachable database is the only line printed
     console.print(f"study [bold]{cfg.search.study}[/]: {cfg.search.trials} trials, "
                   f"{cfg.search.workers} workers ({cfg.search.executor}), "
                   f"method {cfg.peft.method}/{cfg.peft.space}")

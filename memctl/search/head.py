@@ -21,7 +21,7 @@ from memctl.launch.container import config_binds
 from memctl.launch.executors import make_executor
 from memctl.search.objective import TrialContext, real_stats
 from memctl.search.space import params_from_mask
-from memctl.search.study import create_study, mask_url, storage_url
+from memctl.search.study import check_reachable, create_study, mask_url, storage_url
 from memctl.search.worker import Worker, WorkerSpec
 from memctl.workspace import Progress, prepare, proxy_set
 
@@ -117,8 +117,9 @@ def run_search(
     on_poll: Callable[[StudyCounts], None] | None = None,
     poll_s: float = 2.0,
 ) -> SearchResult:
-    ctx = build_context(cfg, progress)
     url = storage_url(cfg)
+    check_reachable(url)  # before the cache build, which can take hours
+    ctx = build_context(cfg, progress)
     study = setup_study(cfg, ctx, url, enqueue)
     # Real-image statistics once here, so workers never race to write them.
     from memctl.data.cache import CacheReader

@@ -6,6 +6,7 @@ an empty database races: duplicate CREATE TYPE / table exists); workers only loa
 
 from __future__ import annotations
 
+import importlib
 import logging
 import warnings
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import optuna
 from optuna.samplers import NSGAIISampler
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+from sqlalchemy.engine import make_url
 
 from memctl.config import Config
 from memctl.errors import UserError
@@ -40,8 +42,6 @@ def mask_url(url: str) -> str:
     if "://" not in url:
         return url
     try:
-        from sqlalchemy.engine import make_url
-
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not an SQLAlchemy URL: mask anything between ':' and '@'
         scheme, rest = url.split("://", 1)
@@ -65,6 +65,84 @@ def _grpc(url: str) -> optuna.storages.BaseStorage:
 
 def _is_journal(url: str) -> bool:
     return url.startswith("journal:") or url.endswith(".journal") or url.endswith(".log")
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def driver_url(url: str) -> str:
+    """The URL SQLAlchemy should open. SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3;
+    where only psycopg2 is installed (memctl's own dependency), name it explicitly."""
+    bare = "postgresql://"
+    if url.startswith(bare) and not _importable("psycopg") and _importable("psycopg2"):
+        return "postgresql+psycopg2://" + url.removeprefix(bare)
+    return url
+
+
+def _storage_error(url: str, err: Exception) -> UserError:
+    """One line for a storage that cannot be opened; SQLAlchemy errors carry the URL, so
+    the password is masked in the message too."""
+    if isinstance(err, ImportError):
+        return UserError(f"search.storage {mask_url(url)}: driver missing ({err})")
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    for shown in {url, driver_url(url)}:
+        msg = msg.replace(shown, mask_url(shown))
+    return UserError(f"search.storage {mask_url(url)}: cannot open ({msg})")
+
+
+def _is_server(url: str) -> bool:
+    """A database server URL (PostgreSQL, MySQL...), as opposed to a file or a gRPC proxy."""
+    return ("://" in url and not url.startswith(("grpc://", "sqlite")) and not _is_journal(url))
+
+
+def _probe(url: str) -> bool:
+    """Connects once, without retries: whether memctl's tables exist on the server. Raises
+    UserError when it cannot be reached (bad host, refused, wrong password, no driver)."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.pool import NullPool
+
+    try:
+        engine_url = make_url(driver_url(url))
+        timeout = {"connect_timeout": 10} if engine_url.get_backend_name() == "postgresql" else {}
+        engine = create_engine(engine_url, poolclass=NullPool, connect_args=timeout)
+        try:
+            with engine.connect() as conn:
+                return inspect(conn).has_table("studies")
+        finally:
+            engine.dispose()
+    except Exception as err:
+        raise _storage_error(url, err) from None
+
+
+def check_reachable(url: str) -> None:
+    """Fails fast when the search's database server cannot be reached, before anything slow
+    runs. Study files (sqlite, journal) are created by the search itself."""
+    if _is_server(url):
+        _probe(url)
+
+
+def _store_exists(url: str) -> bool:
+    """Whether a study store exists at `url`, found without creating one (opening a missing
+    sqlite file or an empty database would create the store and its tables)."""
+    if _is_journal(url):
+        return Path(url.removeprefix("journal:")).is_file()
+    if url.startswith("sqlite"):
+        try:
+            database = make_url(url).database
+        except Exception:  # not a URL make_storage can open: let it say why
+            return True
+        return bool(database) and database != ":memory:" and Path(database).is_file()
+    return _probe(url) if _is_server(url) else True
+
+
+def _no_study(cfg: Config, url: str) -> UserError:
+    return UserError(f"no study {cfg.search.study!r} in {mask_url(url)}; "
+                     f"run memctl search first")
 
 
 def make_storage(url: str, cfg: Config, *, heartbeat: bool = True,
@@ -97,13 +175,10 @@ def make_storage(url: str, cfg: Config, *, heartbeat: bool = True,
                 max_retry=cfg.search.max_retries),
         )
     try:
-        return ResilientRDBStorage(url, engine_kwargs=engine_kwargs, batch_params=batch_params,
-                                   **kwargs)
-    except ImportError as err:
-        raise UserError(f"search.storage {mask_url(url)}: driver missing ({err})") from None
-    except Exception as err:  # sqlalchemy errors carry the URL: never print it unmasked
-        msg = str(err).splitlines()[0].replace(url, mask_url(url))
-        raise UserError(f"search.storage {mask_url(url)}: cannot open ({msg})") from None
+        return ResilientRDBStorage(driver_url(url), engine_kwargs=engine_kwargs,
+                                   batch_params=batch_params, **kwargs)
+    except Exception as err:
+        raise _storage_error(url, err) from None
 
 
 def make_sampler(cfg: Config, worker_index: int = 0) -> NSGAIISampler:
@@ -133,9 +208,12 @@ def create_study(cfg: Config, url: str) -> optuna.Study:
 
 
 def load_study(cfg: Config, url: str, worker_index: int = 0) -> optuna.Study:
+    """An existing study (status, report, retrain, workers); never creates a study store."""
+    if not _store_exists(url):
+        raise _no_study(cfg, url)
     storage = make_storage(url, cfg)
     try:
         return optuna.load_study(study_name=cfg.search.study, storage=storage,
                                  sampler=make_sampler(cfg, worker_index))
     except KeyError:
-        raise UserError(f"study {cfg.search.study!r} not found in {mask_url(url)}") from None
+        raise _no_study(cfg, url) from None

@@ -1,3 +1,4 @@
+import importlib.util
 import subprocess
 import threading
 import time
@@ -6,7 +7,14 @@ import pytest
 
 from memctl.config import load_config
 from memctl.errors import UserError
-from memctl.search.study import create_study, load_study, make_storage, mask_url
+from memctl.search.study import (
+    check_reachable,
+    create_study,
+    driver_url,
+    load_study,
+    make_storage,
+    mask_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -103,3 +111,44 @@ def test_an_outage_longer_than_the_grace_period_fails_no_live_trial(dev_cluster)
     time.sleep(storage.stale_check_deferred_s() + 0.2)
     fail_stale_trials(study)
     assert storage.get_trial(trial._trial_id).state == TrialState.FAIL
+
+
+@pytest.mark.parametrize("name", ["studies.db", "study.journal"])
+def test_loading_a_missing_study_creates_no_store(tmp_path, name):
+    cfg = load_config(None, [f"run_dir={tmp_path}", "search.study=absent"])
+    path = tmp_path / name
+    url = f"sqlite:///{path}" if name.endswith(".db") else str(path)
+    with pytest.raises(UserError) as err:
+        load_study(cfg, url)
+    assert str(err.value) == f"no study 'absent' in {url}; run memctl search first"
+    assert not path.exists()
+
+
+def test_loading_a_study_missing_from_an_existing_store(tmp_path):
+    cfg = load_config(None, [f"run_dir={tmp_path}", "search.study=there"])
+    url = f"sqlite:///{tmp_path}/s.db"
+    create_study(cfg, url)
+    other = load_config(None, [f"run_dir={tmp_path}", "search.study=other"])
+    with pytest.raises(UserError, match="no study 'other' in .*; run memctl search first"):
+        load_study(other, url)
+
+
+def test_plain_postgresql_url_opens_with_psycopg2():
+    pytest.importorskip("psycopg2")
+    if importlib.util.find_spec("psycopg") is not None:
+        pytest.skip("psycopg 3 installed: SQLAlchemy's own default applies")
+    url = "postgresql://memctl:hunter2@127.0.0.1:1/none"
+    assert driver_url(url) == "postgresql+psycopg2://memctl:hunter2@127.0.0.1:1/none"
+    assert driver_url("postgresql+psycopg2://u@h/x") == "postgresql+psycopg2://u@h/x"
+    with pytest.raises(UserError) as err:
+        make_storage(url, load_config())
+    message = str(err.value)
+    assert "driver missing" not in message and "cannot open" in message
+    assert "hunter2" not in message and "memctl:***@" in message
+
+
+def test_unreachable_server_fails_the_reachability_check():
+    with pytest.raises(UserError) as err:
+        check_reachable("postgresql+psycopg2://memctl:hunter2@127.0.0.1:1/none")
+    message = str(err.value)
+    assert "cannot open" in message and "hunter2" not in message and "\n" not in message
