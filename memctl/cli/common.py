@@ -47,6 +47,12 @@ def config_options(func: Callable) -> Callable:
     return wrapper
 
 
+def json_option(func: Callable) -> Callable:
+    """--json: the command's results as JSON on stdout, for scripts."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the results as JSON on stdout (logs stay on stderr).")(func)
+
+
 def emit_json(obj: Any) -> None:
     emit(json.dumps(obj, indent=2, default=str))
 

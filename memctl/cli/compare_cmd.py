@@ -8,7 +8,15 @@ from pathlib import Path
 import click
 
 from memctl.cli import main
-from memctl.cli.common import command_line, config_options, console, emit_json, setup_logging
+from memctl.cli.common import (
+    command_line,
+    config_options,
+    console,
+    emit_json,
+    json_option,
+    setup_logging,
+)
+from memctl.cli.output import emit
 from memctl.config import Config
 
 
@@ -24,7 +32,7 @@ def summary_line(name: str, ev: dict) -> str:
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("overrides", nargs=-1, metavar="[SECTION.FIELD=VALUE]...")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def evaluate(run_dir: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Score a retrained run directory: FID, AMD, text-image score, extraction attack, d_mem.
 
@@ -40,8 +48,8 @@ def evaluate(run_dir: str, overrides: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         emit_json(ev)
     else:
-        console.print(summary_line(run_dir, ev))
-        console.print(f"written: {run_dir}/evaluation.json")
+        emit(summary_line(run_dir, ev))
+        emit(f"written: {run_dir}/evaluation.json")
 
 
 @main.command()
@@ -49,7 +57,7 @@ def evaluate(run_dir: str, overrides: tuple[str, ...], as_json: bool) -> None:
 @click.option("--only", default=",".join(("full", "peft", "rwa", "threshold")),
               show_default=True, help="Comma-separated baselines to run.")
 @click.option("--no-evaluate", is_flag=True, help="Retrain only; run `memctl evaluate` later.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def baselines(cfg: Config, config_given: bool, only: str, no_evaluate: bool,
               as_json: bool) -> None:
     """Retrain and evaluate the paper's baselines: full fine-tuning, vanilla PEFT, random
@@ -71,7 +79,7 @@ def baselines(cfg: Config, config_given: bool, only: str, no_evaluate: bool,
         return
     for name, res in results.items():
         if "extraction" in res:
-            console.print(summary_line(name, res))
+            emit(summary_line(name, res))
         else:
-            console.print(f"{name}: retrained, test FID {res.get('fid_test', float('nan')):.2f}")
-    console.print(f"under {Path(cfg.run_dir) / 'baselines'}; `memctl report` tabulates them")
+            emit(f"{name}: retrained, test FID {res.get('fid_test', float('nan')):.2f}")
+    emit(f"under {Path(cfg.run_dir) / 'baselines'}; `memctl report` tabulates them")

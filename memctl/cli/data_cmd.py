@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from memctl.cli import main
-from memctl.cli.common import config_options, console, emit_json, progress_bar
+from memctl.cli.common import config_options, console, emit_json, json_option, progress_bar
 from memctl.cli.output import emit
 from memctl.config import Config
 from memctl.errors import UserError
@@ -20,7 +20,7 @@ def model() -> None:
 
 @model.command("tiny")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the random weights.")
 def model_tiny(out_dir: str, seed: int) -> None:
     """Write the embedded tiny SD-architecture pipeline to OUT_DIR."""
     from memctl.models.tiny import write_tiny_model
@@ -37,7 +37,8 @@ def data() -> None:
 @data.command("synth")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--n", "n", default=240, show_default=True, help="Number of images.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of the images, captions and subjects.")
 def data_synth(out_dir: str, n: int, seed: int) -> None:
     """Write the built-in chest-X-ray-like dataset (PNGs + manifest.csv) to OUT_DIR."""
     from memctl.data.synth import write_synth_dataset
@@ -62,7 +63,7 @@ def cache_build(cfg: Config, config_given: bool) -> None:
     with progress_bar("caching") as update:
         ws = prepare(cfg, progress=update)
     info = ws.reader().info()
-    console.print(f"cache {ws.cache_path}: {info['usable']}/{info['images']} images, "
+    emit(f"cache {ws.cache_path}: {info['usable']}/{info['images']} images, "
                   f"{info['unique_captions']} captions, splits {info['splits']}")
     if info["skipped"]:
         console.print(f"[yellow]{len(info['skipped'])} skipped[/] (see `memctl cache info`)")
@@ -70,7 +71,7 @@ def cache_build(cfg: Config, config_given: bool) -> None:
 
 @cache.command("info")
 @config_options
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def cache_info(cfg: Config, config_given: bool, as_json: bool) -> None:
     """Show what the cache of this config holds, including skipped files and why."""
     from memctl.workspace import cache_info as read_info

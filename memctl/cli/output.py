@@ -9,10 +9,12 @@ test runner's capture).
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import TextIO
 
 import click
+from rich.console import Console
 
 _stream: list[TextIO] = []
 
@@ -26,5 +28,15 @@ def results_to(stream: TextIO) -> Iterator[None]:
         _stream.pop()
 
 
+def _results_stream() -> TextIO:
+    return _stream[-1] if _stream else sys.stdout
+
+
 def emit(text: str) -> None:
-    click.echo(text, file=_stream[-1] if _stream else None)
+    click.echo(text, file=_results_stream())
+
+
+def results_console() -> Console:
+    """A rich console on the results stream, for tables and styled result lines (rich's
+    own console, `common.console`, is for logs and progress on stderr)."""
+    return Console(file=_results_stream(), soft_wrap=True)

@@ -8,6 +8,7 @@ import click
 
 from memctl.cli import main
 from memctl.cli.common import emit_json
+from memctl.cli.output import emit
 from memctl.errors import UserError
 
 
@@ -43,7 +44,7 @@ def count(
     if as_json:
         emit_json({"method": method, "space": space, "bits": adapter.bits, "always": groups, **c})
         return
-    click.echo(
+    emit(
         f"{method} / {space}: {c['trainable']:,} of {c['total']:,} U-Net parameters "
         f"trainable ({c['percent']:.4f}%)"
     )

@@ -9,7 +9,15 @@ from pathlib import Path
 import click
 
 from memctl.cli import main
-from memctl.cli.common import command_line, config_options, console, emit_json, progress_bar
+from memctl.cli.common import (
+    command_line,
+    config_options,
+    console,
+    emit_json,
+    json_option,
+    progress_bar,
+)
+from memctl.cli.output import emit
 from memctl.config import Config, config_from_dict
 from memctl.errors import UserError
 
@@ -27,7 +35,7 @@ from memctl.errors import UserError
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--evaluate", "then_evaluate", is_flag=True,
               help="Then run `memctl evaluate` on the result (FID, AMD, extraction attack...).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | None,
             mask_file: str | None, study: str | None, storage: str | None, gpus: int,
             out_dir: str | None, then_evaluate: bool, as_json: bool) -> None:
@@ -102,14 +110,14 @@ def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | Non
     else:
         m = result.metrics
         if result.reused:
-            console.print(f"{result.out_dir} already holds this retrain (same mask and config)")
-        console.print(f"done: {result.out_dir}/pipeline loads in StableDiffusionPipeline; "
+            emit(f"{result.out_dir} already holds this retrain (same mask and config)")
+        emit(f"done: {result.out_dir}/pipeline loads in StableDiffusionPipeline; "
                       f"test FID {m['fid_test']:.2f}, d_mem {m['d_mem']:.4f}, "
                       f"{m['trainable']:,} of {m['total']:,} U-Net parameters trained")
         if evaluation:
             from memctl.cli.compare_cmd import summary_line
 
-            console.print(summary_line("evaluation", evaluation))
+            emit(summary_line("evaluation", evaluation))
 
 
 def _from_mask_file(path: Path, cfg: Config) -> tuple[list[int], list[str], str, Config]:
@@ -133,7 +141,7 @@ def _from_mask_file(path: Path, cfg: Config) -> tuple[list[int], list[str], str,
 @click.option("--storage", help="Storage URL (default: search.storage).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Output folder (default: RUN_DIR/reports/STUDY).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def report(cfg: Config, config_given: bool, study: str | None, storage: str | None,
            out_dir: str | None, as_json: bool) -> None:
     """Write report.html, report.md, pareto.png, trials.csv for a study."""
@@ -156,4 +164,4 @@ def report(cfg: Config, config_given: bool, study: str | None, storage: str | No
     else:
         extra = (f", comparison of {len(comparison)} model{'s' if len(comparison) > 1 else ''}"
                  if comparison else "")
-        console.print(f"report: {paths['report.html']} (also report.md, trials.csv{extra})")
+        emit(f"report: {paths['report.html']} (also report.md, trials.csv{extra})")

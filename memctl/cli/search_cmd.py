@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from memctl.cli import main
-from memctl.cli.common import config_options, console, emit_json, progress_bar
+from memctl.cli.common import config_options, console, emit_json, json_option, progress_bar
+from memctl.cli.output import emit, results_console
 from memctl.config import EXECUTORS, METHODS, SPACES, Config, replace_section
 from memctl.errors import UserError
+
+if TYPE_CHECKING:
+    from memctl.report.collect import StudySnapshot
 
 # Where each flag lands in the config; every flag is validated like a config field.
 _FLAG_FIELDS = {"trials": ("search", "trials"), "workers": ("search", "workers"),
@@ -43,16 +48,22 @@ def _parse_bits(text: str) -> list[int]:
 @click.option("--trials", type=int, help="Complete trials the study should hold.")
 @click.option("--workers", type=int, help="Worker jobs (a SLURM array of this size).")
 @click.option("--partition", help="SLURM partition.")
-@click.option("--executor", type=click.Choice(EXECUTORS))
+@click.option("--executor", type=click.Choice(EXECUTORS),
+              help="Where workers run: slurm (a job array), local (processes here), debug "
+                   "(in this process).")
 @click.option("--storage", help="SQLAlchemy URL or *.journal file (default: sqlite in run_dir).")
 @click.option("--study", help="Study name.")
-@click.option("--space", type=click.Choice(SPACES))
-@click.option("--method", type=click.Choice(METHODS))
+@click.option("--space", type=click.Choice(SPACES),
+              help="Bit layout: one bit per U-Net transformer block (blocks16), two per "
+                   "block: self- and cross-attention (attn32), or the official code's "
+                   "13 slots (paper13).")
+@click.option("--method", type=click.Choice(METHODS),
+              help="PEFT method trained in the blocks a mask selects.")
 @click.option("--container", help="Apptainer image every job runs in.")
 @click.option("--enqueue", multiple=True, help="Extra mask to evaluate first, e.g. 1010...")
 @click.option("--follow/--detach", default=True, show_default=True,
               help="Follow progress until done, or return after submitting.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def search(cfg: Config, config_given: bool, enqueue: tuple[str, ...], follow: bool,
            as_json: bool, **flags) -> None:
     """Search masks with NSGA-II; each worker job runs trials of one shared study."""
@@ -81,20 +92,20 @@ def search(cfg: Config, config_given: bool, enqueue: tuple[str, ...], follow: bo
         emit_json(summary)
     else:
         verb = "finished" if follow else "submitted"
-        console.print(f"search {verb}: {result.counts.complete} complete, "
-                      f"{result.counts.failed} failed; study {result.study!r} in "
-                      f"{result.storage}")
+        emit(f"search {verb}: {result.counts.complete} complete, {result.counts.failed} "
+             f"failed; study {result.study!r} in {result.storage}")
         for err in result.worker_errors:
-            console.print(f"[red]worker error[/] {err}")
+            emit(f"worker error {err}")
         console.print(f"next: `memctl status`, `memctl retrain --best`, `memctl report` "
                       f"(writes {summary['report']}/report.html)")
 
 
 @main.command(hidden=True)
 @config_options
-@click.option("--storage", required=True)
-@click.option("--study", required=True)
-@click.option("--trials", type=int, required=True)
+@click.option("--storage", required=True, help="Storage URL of the study.")
+@click.option("--study", required=True, help="Study name.")
+@click.option("--trials", type=int, required=True,
+              help="Complete trials the study should hold.")
 @click.option("--index", type=int, default=None,
               help="Worker index (default: SLURM_ARRAY_TASK_ID or 0); seeds the sampler.")
 def worker(cfg: Config, config_given: bool, storage: str, study: str, trials: int,
@@ -130,7 +141,7 @@ def worker(cfg: Config, config_given: bool, storage: str, study: str, trials: in
 @click.option("--storage", help="Storage URL (default: search.storage of the config).")
 @click.option("--fix", is_flag=True,
               help="Fail RUNNING trials whose worker stopped sending heartbeats (and retry them).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def status(cfg: Config, config_given: bool, study: str | None, storage: str | None,
            fix: bool, as_json: bool) -> None:
     """Trials by state, running jobs, failures with reasons, ETA and the Pareto front."""
@@ -162,14 +173,19 @@ def status(cfg: Config, config_given: bool, study: str | None, storage: str | No
             "running": [dataclasses.asdict(r) for r in snap.rows if r.state == "RUNNING"],
         })
         return
+    _print_status(snap, eta_h, remaining)
+
+
+def _print_status(snap: StudySnapshot, eta_h: float | None, remaining: int) -> None:
+    """The status as text on stdout: counts, speed, Pareto front, running and failed trials."""
+    out = results_console()
     counts = ", ".join(f"{k.lower()} {v}" for k, v in snap.counts.items() if v) or "no trials"
-    console.print(f"study [bold]{snap.name}[/] ({snap.method}/{snap.space}) in {snap.storage}: "
-                  f"{counts}")
+    out.print(f"study [bold]{escape(snap.name)}[/] ({snap.method}/{snap.space}) in "
+              f"{escape(snap.storage)}: {counts}")
     if snap.hypervolume is not None:
-        console.print(f"hypervolume {snap.hypervolume:.4f}"
-                      + (f", {snap.trials_per_hour:.1f} trials/hour"
-                         if snap.trials_per_hour else "")
-                      + (f", ETA {eta_h:.1f} h for {remaining} more" if eta_h else ""))
+        out.print(f"hypervolume {snap.hypervolume:.4f}"
+                  + (f", {snap.trials_per_hour:.1f} trials/hour" if snap.trials_per_hour else "")
+                  + (f", ETA {eta_h:.1f} h for {remaining} more" if eta_h else ""))
     table = Table(title="Pareto front")
     for col in ("trial", "mask", "d_mem", "fid", "trainable", "picked"):
         table.add_column(col)
@@ -177,11 +193,11 @@ def status(cfg: Config, config_given: bool, study: str | None, storage: str | No
         table.add_row(str(r.number), r.mask, f"{r.d_mem:.4f}", f"{r.fid:.2f}",
                       f"{r.trainable:,}" if r.trainable is not None else "",
                       "*" if r.picked else "")
-    console.print(table)
+    out.print(table)
     for r in snap.rows:
         if r.state == "RUNNING":
-            console.print(f"running: trial {r.number} on {r.node or '?'} "
-                          f"job {r.slurm_job_id or '-'}")
+            out.print(escape(f"running: trial {r.number} on {r.node or '?'} "
+                             f"job {r.slurm_job_id or '-'}"))
         if r.state == "FAIL":
-            console.print(f"[red]failed[/]: trial {r.number} mask {r.mask}: {r.error} "
-                          f"{('log ' + r.log) if r.log else ''}")
+            out.print("[red]failed[/]: " + escape(f"trial {r.number} mask {r.mask}: {r.error} "
+                                                   f"{('log ' + r.log) if r.log else ''}"))

@@ -220,5 +220,5 @@ def test_failing_trial_is_recorded_and_search_goes_on(tmp_path, pg, study_name):
                                "--json").stdout)
     (failed,) = status["failed"]
     assert failed["error"] and failed["log"] and Path(failed["log"]).exists()
-    text = memctl(tmp_path, "status", "--storage", pg, "--study", study_name).stderr
+    text = memctl(tmp_path, "status", "--storage", pg, "--study", study_name).stdout
     assert "failed" in text and failed["log"] in text.replace("\n", "")
