@@ -148,17 +148,32 @@ def run_search(
     if cfg.search.executor == "debug":  # debug jobs run in this process when asked for results
         for j in jobs:
             j.result()
-    while not all(j.done() for j in jobs):
-        counts = StudyCounts.of(study)
-        if on_poll:
-            on_poll(counts)
-        time.sleep(poll_s)
+    _wait(lambda: not all(j.done() for j in jobs), study, on_poll, poll_s)
     for j in jobs:
         try:
             j.result()
         except Exception as err:  # a worker died: its trials are failed/retried, report it
             result.worker_errors.append(f"job {j.job_id}: {str(err).strip().splitlines()[-1]}")
-    result.counts = StudyCounts.of(study)
+    # Workers stop once running trials would fill the study, some of them another search's
+    # (two searches may share a study): follow those too, so the count is the study's own.
+    _wait(lambda: _trials_running(study), study, on_poll, poll_s)
+    result.counts = StudyCounts.of(study)  # read from storage at exit
     if on_poll:
         on_poll(result.counts)
     return result
+
+
+def _wait(busy: Callable[[], bool], study: optuna.Study,
+          on_poll: Callable[[StudyCounts], None] | None, poll_s: float) -> None:
+    """Polls the study's counts while `busy()` holds."""
+    while busy():
+        if on_poll:
+            on_poll(StudyCounts.of(study))
+        time.sleep(poll_s)
+
+
+def _trials_running(study: optuna.Study) -> bool:
+    """Whether any trial of the study still runs. A dead worker's trial is failed as stale
+    first, so the wait ends within the heartbeat grace period."""
+    optuna.storages.fail_stale_trials(study)  # no-op for storages without heartbeats
+    return StudyCounts.of(study).running > 0
