@@ -376,7 +376,7 @@ def skip_report_path(out: Path) -> Path:
 
 
 def _skipped_rows(f: h5py.File) -> list[tuple[str, str]]:
-    return [(p, r) for p, r in (_strings(row) for row in f["skipped"][:])]
+    return [(path, reason) for path, reason in map(_strings, f["skipped"][:])]
 
 
 def _skip_summary(rows: Sequence[tuple[str, str]]) -> dict:
