@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,10 +22,18 @@ from memctl.config import Config, load_config
 console = Console(stderr=True)
 
 
-def setup_logging(verbose: bool = False) -> None:
-    from memctl.models.load import quiet_libraries
+def offline_env() -> None:
+    """Offline mode and quiet HF libraries, set before anything imports them. Only the
+    environment: importing torch or diffusers here would cost seconds on every command,
+    even one whose config is rejected; memctl.models.load finishes the job when it loads."""
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"),
+                       ("DIFFUSERS_VERBOSITY", "error"), ("TRANSFORMERS_VERBOSITY", "error"),
+                       ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
+        os.environ.setdefault(key, value)
 
-    quiet_libraries()
+
+def setup_logging(verbose: bool = False) -> None:
+    offline_env()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
     for noisy in ("DeepSpeed", "urllib3", "matplotlib", "PIL", "h5py"):
