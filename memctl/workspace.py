@@ -1,6 +1,7 @@
 """Resolves a config to the files every step shares: model directory, dataset, cache.
 
-`prepare(cfg)` builds what is missing (the embedded model and dataset, the HDF5 cache);
+`prepare(cfg)` builds what is missing (the embedded model and dataset, the HDF5 cache),
+each under a lock beside it so that two searches started at once build it once;
 `Workspace` afterwards only reads. The search head prepares once; workers get the
 resolved paths and never build anything.
 """
@@ -11,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from memctl.data.splits import (
     splits_record,
 )
 from memctl.errors import UserError
+from memctl.locks import build_lock
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +62,23 @@ def model_dir(cfg: Config, build: bool = True) -> Path:
     if not (path / "model_index.json").exists():
         if not build:
             raise UserError(f"{path}: embedded model not built yet (run `memctl cache build`)")
-        from memctl.models.tiny import write_tiny_model
-
         make_private_dir(path.parent)
-        write_tiny_model(path)
+        with build_lock(path):  # a second search started at once waits, then reuses it
+            if not (path / "model_index.json").exists():
+                _write_embedded_model(path)
     return path
+
+
+def _write_embedded_model(path: Path) -> None:
+    """Writes the embedded model beside `path`, then renames it into place: the directory
+    appears whole or not at all, so a killed build is never taken for a finished one."""
+    from memctl.models.tiny import write_tiny_model
+
+    partial = path.with_name(path.name + ".partial")
+    for stale in (partial, path):  # left by a killed build
+        shutil.rmtree(stale, ignore_errors=True)
+    write_tiny_model(partial)
+    os.replace(partial, path)
 
 
 def source_options(cfg: Config) -> SourceOptions:
@@ -77,7 +92,23 @@ def source_options(cfg: Config) -> SourceOptions:
 def load_records(cfg: Config) -> SourceResult:
     """The configured source's records and the items it left out (cfg.data.source)."""
     make_private_dir(cfg.run_path / "data")
-    return load_source(cfg.data.source, source_options(cfg))
+    opts = source_options(cfg)
+    folder = _synth_folder(opts) if cfg.data.source == "synth" else None
+    if folder is None or _synth_written(folder):
+        return load_source(cfg.data.source, opts)
+    with build_lock(folder):  # the built-in dataset is written on first use, by one process
+        return load_source(cfg.data.source, opts)
+
+
+def _synth_folder(opts: SourceOptions) -> Path:
+    """Where the synth source writes the built-in dataset (memctl.data.sources.synth)."""
+    return Path(opts.path) if opts.path else Path(opts.work_dir or ".") / "synth"
+
+
+def _synth_written(folder: Path) -> bool:
+    from memctl.data.synth import MANIFEST
+
+    return (folder / MANIFEST).exists()
 
 
 def records(cfg: Config) -> list[Record]:

@@ -16,9 +16,10 @@ One file per (source, model, resolution). Layout:
            n_truncated (unique captions over token_limit), n_truncated_images, n_source_skipped
 
 Built under `<name>.partial` and renamed when complete: captions first, then images, each
-phase resumable from its marker after a kill. Images are decoded by a thread pool one batch
-ahead of the encoder. The finished file is opened read-only without locking so many nodes can
-read it at once.
+phase resumable from its marker after a kill. One process builds, holding `<name>.lock`;
+another that wants the same cache waits for it and reuses the result. Images are decoded
+by a thread pool one batch ahead of the encoder. The finished file is opened read-only
+without HDF5 locking so many nodes can read it at once.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from PIL import Image
 
 from memctl.data.sources import Record
 from memctl.errors import UserError
+from memctl.locks import build_lock
 
 log = logging.getLogger(__name__)
 
@@ -327,11 +329,25 @@ def build_cache(
     when no image is usable.
     """
     fingerprint = cache_fingerprint(records, model_fp, resolution)
-    if out.exists():
-        check_cache(out, model_fp, resolution, fingerprint)
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(out.parent, 0o700)
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(out.parent, 0o700)
+        # Another build of this cache (a second search started at once) holds the lock:
+        # wait for it, then reuse its cache instead of taking its `.partial` for stale.
+        with build_lock(out):
+            if not out.exists():
+                _build(out, records, split_labels, enc, model_fp, resolution, fingerprint,
+                       batch_size, progress, skipped, workers)
+                return out
+    check_cache(out, model_fp, resolution, fingerprint)
+    return out
+
+
+def _build(out: Path, records: Sequence[Record], split_labels: Sequence[str], enc: Encoders,
+           model_fp: str, resolution: int, fingerprint: str, batch_size: int,
+           progress: Callable[[int, int], None] | None, skipped: Sequence[tuple[str, str]],
+           workers: int) -> None:
+    """build_cache's work, under its lock."""
     if not records:
         _write_skip_report(out, 0, 0, list(skipped))
         raise UserError(f"{out}: nothing to cache (no usable records; see the reasons with "
@@ -366,7 +382,6 @@ def build_cache(
         raise UserError(f"{out}: no usable images (all {len(records)} failed to load; "
                         f"see the reasons with `memctl cache info`)")
     os.replace(partial, out)
-    return out
 
 
 def skip_report_path(out: Path) -> Path:

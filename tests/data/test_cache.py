@@ -209,6 +209,32 @@ def test_build_killed_with_sigkill_resumes(tmp_path, mimic_root, encoders, clean
     assert_same(out, clean)
 
 
+PAUSED_BUILD = KILLED_BUILD.replace("time.sleep(600)  # killed here, file still open",
+                                    "time.sleep(4)  # another build starts meanwhile")
+
+
+def test_second_build_waits_for_the_first_and_reuses_it(tmp_path, mimic_root, encoders, clean,
+                                                         tiny_model_dir):
+    """Two searches started at once: the second must not take the first's `.partial` for
+    a stale one (and rebuild it under the first, whose rename then fails)."""
+    out, marker = tmp_path / "w.h5", tmp_path / "marker"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_BUILD, str(mimic_root), str(tiny_model_dir), str(out),
+         str(marker), str(len(CacheReader(clean).captions) + 2)], env=env, cwd=REPO,
+        stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert first.poll() is None, first.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the first build never got going"
+        time.sleep(0.1)
+    counting = Counting(encoders)
+    build(out, mimic_root, counting)  # while the first is mid-build
+    assert first.wait(timeout=120) == 0, first.stderr.read().decode()[-2000:]
+    assert counting.texts == counting.images == 0  # reused, not rebuilt
+    assert_same(out, clean)
+
+
 def test_stale_partial_is_rebuilt(tmp_path, mimic_root, encoders, clean):
     out = tmp_path / "s.h5"
     out.with_name("s.h5.partial").write_bytes(b"not hdf5")

@@ -1,7 +1,12 @@
 """The data path through the workspace and CLI: mimic source -> cache -> splits, D_mem files."""
 
 import dataclasses
+import functools
 import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,7 +14,7 @@ from click.testing import CliRunner
 
 from memctl.cli import main
 from memctl.errors import UserError
-from memctl.workspace import prepare, proxy_set, sidecar
+from memctl.workspace import load_records, model_dir, prepare, proxy_set, sidecar
 from tests.conftest import small_config
 from tests.data.conftest import STUDIES, dicom_id
 
@@ -87,3 +92,65 @@ def test_cli_missing_source_exits_2(tmp_path):
                                     f"data.path={tmp_path / 'absent'}"])
     assert out.exit_code == 2
     assert "absent: MIMIC-CXR-JPG folder not found" in out.output
+
+
+def _slow_build(log: Path, write: Callable[..., Path]) -> Callable[..., Path]:
+    """`write` that records each call and takes long enough for a second process to arrive."""
+    def wrapper(out, *args, **kwargs):
+        with open(log, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        result = write(out, *args, **kwargs)
+        time.sleep(1.5)
+        return result
+
+    return wrapper
+
+
+def _fake_model(out) -> Path:
+    """A model directory as save_pretrained writes it: the index first, the weights after."""
+    out = Path(out)
+    out.mkdir(parents=True)
+    (out / "model_index.json").write_text("{}")
+    time.sleep(1.5)
+    (out / "unet").mkdir()
+    (out / "unet" / "weights").write_text("w")
+    return out
+
+
+def _in_two_processes(func: Callable[[], object]) -> list[object]:
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        return pool.map(_call, [func, func])
+
+
+def _call(func: Callable[[], object]) -> object:
+    return func()
+
+
+def _model_weights(cfg) -> bool:
+    return (model_dir(cfg) / "unet" / "weights").is_file()
+
+
+def test_two_processes_build_the_embedded_model_once(tmp_path, monkeypatch):
+    """Neither takes the other's half-written directory for a finished model."""
+    import memctl.models.tiny
+
+    log = tmp_path / "builds.log"
+    monkeypatch.setattr(memctl.models.tiny, "write_tiny_model", _slow_build(log, _fake_model))
+    cfg = small_config(tmp_path / "run")
+    assert _in_two_processes(functools.partial(_model_weights, cfg)) == [True, True]
+    assert len(log.read_text().split()) == 1
+
+
+def _record_count(cfg) -> int:
+    return len(load_records(cfg).records)
+
+
+def test_two_processes_write_the_builtin_dataset_once(tmp_path, monkeypatch):
+    import memctl.data.synth
+
+    log = tmp_path / "builds.log"
+    monkeypatch.setattr(memctl.data.synth, "write_synth_dataset",
+                        _slow_build(log, memctl.data.synth.write_synth_dataset))
+    cfg = small_config(tmp_path / "run", data={"synth_n": 12})
+    assert _in_two_processes(functools.partial(_record_count, cfg)) == [12, 12]
+    assert len(log.read_text().split()) == 1
