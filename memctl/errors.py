@@ -10,3 +10,10 @@ class UserError(Exception):
     """
 
     exit_code = 2
+
+
+class Interrupted(Exception):
+    """A run stopped on request (Ctrl-C) after putting its work in order: the CLI prints the
+    message as one line and exits 130, the shell's code for an interrupt."""
+
+    exit_code = 130

@@ -10,13 +10,14 @@ import click
 
 from memctl import __version__
 from memctl.cli.output import results_to
-from memctl.errors import UserError
+from memctl.errors import Interrupted, UserError
 from memctl.train.stop import EXIT_CODE, TrainingStopped
 
 
 class _Group(click.Group):
     """Turns UserError into one clear line and exit code 2; other errors exit 1; a run
-    stopped by SLURM's SIGTERM says where it resumes and exits 143."""
+    stopped by SLURM's SIGTERM says where it resumes and exits 143; Ctrl-C is one line
+    and exit code 130."""
 
     def invoke(self, ctx: click.Context):
         # Medical data: everything memctl writes (caches, runs, reports) is owner-only.
@@ -29,6 +30,12 @@ class _Group(click.Group):
         except UserError as err:
             click.echo(f"memctl: error: {err}", err=True)
             sys.exit(UserError.exit_code)
+        except Interrupted as err:
+            click.echo(f"memctl: {err}", err=True)
+            sys.exit(Interrupted.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C where no clean stop is set up: no traceback
+            click.echo("memctl: interrupted", err=True)
+            sys.exit(Interrupted.exit_code)
         except TrainingStopped as stopped:
             then = ("the same command resumes from that step" if stopped.checkpointed
                     else "the same command starts over")

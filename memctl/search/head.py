@@ -5,10 +5,13 @@ Progress is read from the study's storage (the source of truth), not from the sc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,12 +20,14 @@ from optuna.trial import TrialState
 
 from memctl import __version__, peft
 from memctl.config import Config
+from memctl.errors import Interrupted
 from memctl.launch.container import config_binds
 from memctl.launch.executors import make_executor
 from memctl.search.objective import TrialContext, real_stats
 from memctl.search.space import params_from_mask
 from memctl.search.study import check_reachable, create_study, mask_url, storage_url
-from memctl.search.worker import Worker, WorkerSpec
+from memctl.search.worker import Worker, WorkerSpec, reclaim_dead_local_trials
+from memctl.train.stop import INTERRUPTED_EXIT_CODE, StopOnSignal
 from memctl.workspace import Progress, prepare, proxy_set
 
 log = logging.getLogger(__name__)
@@ -140,27 +145,95 @@ def run_search(
                              binds=[*config_binds(cfg), ctx.model_dir,
                                     str(Path(ctx.cache_path).parent)])
     specs = [WorkerSpec(cfg.to_dict(), url, ctx, cfg.search.trials, i) for i in range(workers)]
-    jobs = executor.map_array(Worker(), specs)
+    if cfg.search.executor != "slurm":
+        reclaimed = reclaim_dead_local_trials(study, cfg.search.max_retries)
+        if reclaimed:
+            log.info("re-enqueued trial(s) %s of local workers that are gone", reclaimed)
+    with _sigint_ignored(cfg.search.executor == "local"):
+        jobs = executor.map_array(Worker(), specs)
     result = SearchResult(cfg.search.study, mask_url(url), StudyCounts.of(study),
                           [str(j.job_id) for j in jobs], submitit_folder=str(folder))
     if not follow:
         return result
-    if cfg.search.executor == "debug":  # debug jobs run in this process when asked for results
+    with StopOnSignal((signal.SIGINT, signal.SIGTERM), message=None) as interrupted:
+        _follow(cfg, jobs, study, interrupted, on_poll, poll_s)
         for j in jobs:
-            j.result()
-    _wait(lambda: not all(j.done() for j in jobs), study, on_poll, poll_s)
-    for j in jobs:
-        try:
-            j.result()
-        except Exception as err:  # a worker died: its trials are failed/retried, report it
-            result.worker_errors.append(f"job {j.job_id}: {str(err).strip().splitlines()[-1]}")
-    # Workers stop once running trials would fill the study, some of them another search's
-    # (two searches may share a study): follow those too, so the count is the study's own.
-    _wait(lambda: _trials_running(study), study, on_poll, poll_s)
+            try:
+                j.result()
+            except Exception as err:  # a worker died: its trials are failed/retried
+                result.worker_errors.append(
+                    f"job {j.job_id}: {str(err).strip().splitlines()[-1]}")
+        # Workers stop once running trials would fill the study, some of them another
+        # search's (two searches may share a study): follow those too, so the count is the
+        # study's own.
+        _wait(lambda: not interrupted() and _trials_running(study), study, on_poll, poll_s)
+        if interrupted():  # only other searches' trials were left to follow
+            raise _interrupted(cfg, study)
     result.counts = StudyCounts.of(study)  # read from storage at exit
     if on_poll:
         on_poll(result.counts)
     return result
+
+
+class SearchInterrupted(Interrupted):
+    """The search was stopped with Ctrl-C; its workers stopped cleanly."""
+
+
+def _follow(cfg: Config, jobs: list, study: optuna.Study, interrupted: Callable[[], bool],
+            on_poll: Callable[[StudyCounts], None] | None, poll_s: float) -> None:
+    """Follows the workers until they end; on Ctrl-C stops them and raises
+    SearchInterrupted once they have handed their trials back."""
+    if cfg.search.executor == "debug":  # debug jobs run in this process when asked for results
+        for j in jobs:
+            try:
+                j.result()
+            except SystemExit as stop:  # the worker stopped on Ctrl-C
+                if stop.code != INTERRUPTED_EXIT_CODE:
+                    raise
+                raise _interrupted(cfg, study) from None
+    _wait(lambda: not interrupted() and not all(j.done() for j in jobs), study, on_poll, poll_s)
+    if not interrupted():
+        return
+    if cfg.search.executor == "slurm":
+        ids = " ".join(str(j.job_id) for j in jobs)
+        raise SearchInterrupted(f"stopped following; the SLURM workers keep running "
+                                f"(`memctl status` follows the study, `scancel {ids}` stops "
+                                f"them)")
+    for j in jobs:
+        _stop_local_job(j)
+    _wait(lambda: not all(j.done() for j in jobs), study, on_poll, poll_s)
+    raise _interrupted(cfg, study)
+
+
+def _interrupted(cfg: Config, study: optuna.Study) -> SearchInterrupted:
+    c = StudyCounts.of(study)
+    return SearchInterrupted(
+        f"search interrupted: {c.complete} of {cfg.search.trials} trials complete, "
+        f"{c.waiting} waiting to be retried; the same command goes on from there")
+
+
+def _stop_local_job(job) -> None:
+    """Asks a local job to stop at its next step boundary. submitit's own cancel() sends
+    SIGINT to the job's controller, which then kills the worker a second later, before it
+    can checkpoint; SIGTERM is forwarded to the worker as is."""
+    process = getattr(job, "_process", None)  # the controller submitit started
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _sigint_ignored(active: bool) -> Iterator[None]:
+    """Local workers start with Ctrl-C ignored (a disposition child processes inherit), so
+    the terminal's SIGINT to the whole process group does not reach submitit's controller,
+    which would kill its worker mid-step; this process stops them instead."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _wait(busy: Callable[[], bool], study: optuna.Study,

@@ -24,7 +24,14 @@ from memctl.config import config_from_dict
 from memctl.search.objective import TrialContext, run_trial
 from memctl.search.space import bits_str, suggest_mask
 from memctl.search.study import load_study
-from memctl.train.stop import EXIT_CODE, TrainingStopped, stop_in_slurm_job
+from memctl.train.stop import (
+    EXIT_CODE,
+    INTERRUPTED_EXIT_CODE,
+    TrainingStopped,
+    in_slurm_job,
+    stop_in_slurm_job,
+    stop_on_interrupt,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +144,18 @@ def _root_number(trial: optuna.Trial | FrozenTrial) -> int:
     return frozen.number if original is None else original
 
 
+def fail_and_retry(study: optuna.Study, trials: list[FrozenTrial], reason: str,
+                   max_retry: int) -> None:
+    """Fails RUNNING trials whose run is over and re-enqueues each with its mask, as the
+    heartbeat's stale check would later: the retry shares the trial's folder, so it
+    resumes from the trial's training checkpoint."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+    for t in trials:
+        study._storage.set_trial_system_attr(t._trial_id, "fail_reason", reason)
+        if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+            retry(study, study._storage.get_trial(t._trial_id))
+
+
 def reclaim_own_trials(study: optuna.Study, job: dict[str, str], max_retry: int) -> list[int]:
     """Fails and re-enqueues trials still RUNNING under this very SLURM job.
 
@@ -148,13 +167,31 @@ def reclaim_own_trials(study: optuna.Study, job: dict[str, str], max_retry: int)
         return []
     mine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if t.user_attrs.get("slurm_job_id") == job["slurm_job_id"]]
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-    for t in mine:
-        study._storage.set_trial_system_attr(t._trial_id, "fail_reason",
-                                             "job requeued or preempted")
-        if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-            retry(study, study._storage.get_trial(t._trial_id))
+    fail_and_retry(study, mine, "job requeued or preempted", max_retry)
     return [t.number for t in mine]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def reclaim_dead_local_trials(study: optuna.Study, max_retry: int) -> list[int]:
+    """Fails and re-enqueues RUNNING trials of local workers on this machine whose process
+    is gone (killed without a chance to stop cleanly), so a new search runs them at once
+    instead of counting them as running until their heartbeat lapses."""
+    host = os.uname().nodename
+    dead = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if "slurm_job_id" not in t.user_attrs and t.user_attrs.get("node") == host
+            and str(t.user_attrs.get("pid", "")).isdigit()
+            and not _pid_alive(int(t.user_attrs["pid"]))]
+    fail_and_retry(study, dead, "worker process gone", max_retry)
+    return [t.number for t in dead]
 
 
 class Worker(submitit.helpers.Checkpointable):
@@ -172,7 +209,16 @@ class Worker(submitit.helpers.Checkpointable):
 
 
 def run_worker(spec: WorkerSpec) -> dict:
-    """Runs trials until the study is full; returns a small summary of this worker's work."""
+    """Runs trials until the study is full; returns a small summary of this worker's work.
+
+    In a SLURM job, SIGTERM stops the trial at a step boundary and leaves it RUNNING for the
+    job's next run. Elsewhere (local and debug workers) Ctrl-C or SIGTERM is final: the
+    trial stops at a step boundary, checkpointed, and is failed and re-enqueued with its
+    mask, so the next search resumes it; the worker exits with INTERRUPTED_EXIT_CODE.
+    """
+    if not in_slurm_job():
+        with stop_on_interrupt() as stop:
+            return _run_trials(spec, should_stop=stop, final_stop=True)
     with stop_in_slurm_job() as stop:  # only SLURM jobs are reclaimed by their next run
         try:
             return _run_trials(spec, should_stop=stop)
@@ -183,7 +229,10 @@ def run_worker(spec: WorkerSpec) -> dict:
             raise SystemExit(EXIT_CODE) from None
 
 
-def _run_trials(spec: WorkerSpec, should_stop: Callable[[], bool] | None) -> dict:
+def _run_trials(spec: WorkerSpec, should_stop: Callable[[], bool] | None,
+                final_stop: bool = False) -> dict:
+    """The trial loop. `final_stop`: a stop request ends this worker for good (see
+    run_worker), so the stopped trial is handed back to the study at once."""
     cfg = config_from_dict(spec.config)
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     if threads:
@@ -200,9 +249,11 @@ def _run_trials(spec: WorkerSpec, should_stop: Callable[[], bool] | None) -> dic
     done: list[int] = []
     lost: list[int] = []  # failed as stale by another process while this worker ran them
     failures = 0
+    current: list[int] = []  # storage id of the trial being run
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         nonlocal failures
+        current[:] = [trial._trial_id]
         bits = suggest_mask(trial, ctx.n_bits)
         out = trials_root / f"{_root_number(trial):05d}"
         try:
@@ -235,18 +286,34 @@ def _run_trials(spec: WorkerSpec, should_stop: Callable[[], bool] | None) -> dic
     start = time.time()
     while not _enough(study, spec.n_trials):
         if should_stop is not None and should_stop():
-            log.warning("stopping between trials: this job is being requeued or ended")
-            raise SystemExit(EXIT_CODE)
+            log.warning("stopping between trials: %s", "interrupted" if final_stop
+                        else "this job is being requeued or ended")
+            raise SystemExit(INTERRUPTED_EXIT_CODE if final_stop else EXIT_CODE)
         if failures >= cfg.search.max_consecutive_failures:
             log.error("stopping: %d trials failed in a row on this worker", failures)
             break
-        taken = run_one_trial(study, objective)
+        try:
+            taken = run_one_trial(study, objective)
+        except TrainingStopped as stopped:
+            if not final_stop:
+                raise
+            _hand_back(study, current[0], stopped, cfg.search.max_retries)
+            raise SystemExit(INTERRUPTED_EXIT_CODE) from None
         if taken is not None:
             lost.append(taken)
             if taken in done:  # scored, but the tell was refused
                 done.remove(taken)
     return {"worker": spec.worker_index, "trials": done, "failures_in_a_row": failures,
             "reclaimed": reclaimed, "lost": lost, "seconds": round(time.time() - start, 1), **job}
+
+
+def _hand_back(study: optuna.Study, trial_id: int, stopped: TrainingStopped,
+               max_retry: int) -> None:
+    """Fails the interrupted trial and re-enqueues its mask for the next search."""
+    trial = study._storage.get_trial(trial_id)
+    fail_and_retry(study, [trial], f"interrupted ({stopped})", max_retry)
+    log.warning("trial %d interrupted: %s; re-enqueued, its retry %s", trial.number, stopped,
+                "resumes from that step" if stopped.checkpointed else "starts over")
 
 
 def _submitit_log() -> str:

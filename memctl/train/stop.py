@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 EXIT_CODE = 128 + signal.SIGTERM
 """What a process stopped this way exits with: the shell's code for death by SIGTERM."""
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
+"""What a run stopped for good (Ctrl-C, or a stop outside SLURM) exits with."""
 
 
 class TrainingStopped(BaseException):
@@ -36,34 +38,56 @@ class TrainingStopped(BaseException):
 
 
 class StopOnSignal:
-    """A stop request set by SIGTERM; call the instance to ask whether one arrived.
+    """A stop request set by SIGTERM (or the given signals); call the instance to ask whether
+    one arrived. A second SIGINT (Ctrl-C pressed again) stops at once: KeyboardInterrupt.
 
-    Use as a context manager in the main thread; the previous handler comes back on exit.
+    Use as a context manager in the main thread; the previous handlers come back on exit.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGTERM,),
+                 message: str | None = "stopping after the current training step") -> None:
         self.received: str | None = None
-        self._previous: object = None
+        self.signals, self.message = signals, message
+        self._previous: dict[signal.Signals, object] = {}
 
     def __call__(self) -> bool:
         return self.received is not None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
-        log.warning("%s received: stopping after the current training step",
-                    self.received)
+        if self.message:
+            log.warning("%s received: %s", self.received, self.message)
 
     def __enter__(self) -> StopOnSignal:
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.signals}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def in_slurm_job() -> bool:
+    return "SLURM_JOB_ID" in os.environ
 
 
 def stop_in_slurm_job() -> AbstractContextManager[Callable[[], bool] | None]:
     """A StopOnSignal for SIGTERM inside a SLURM job's main thread; elsewhere None (a
     terminal's Ctrl-C or a plain kill keeps its usual meaning)."""
-    if "SLURM_JOB_ID" in os.environ and threading.current_thread() is threading.main_thread():
+    if in_slurm_job() and _main_thread():
         return StopOnSignal()
+    return contextlib.nullcontext()
+
+
+def stop_on_interrupt() -> AbstractContextManager[Callable[[], bool] | None]:
+    """A StopOnSignal for Ctrl-C (SIGINT) and SIGTERM in the main thread, for runs outside
+    SLURM whose stop is final (no requeue brings them back); None in other threads."""
+    if _main_thread():
+        return StopOnSignal((signal.SIGINT, signal.SIGTERM))
     return contextlib.nullcontext()
