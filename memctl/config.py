@@ -249,10 +249,14 @@ class EvalConfig:
 
 @dataclass
 class SlurmConfig:
+    """One worker task's request. The defaults fit the embedded tiny model (a worker stays
+    well under 4 GB); a real model sets its own (configs/mimic-sd15.yaml). The search head
+    refuses a request no node of the partition can hold (memctl.launch.cluster)."""
+
     partition: str = "gpu"
     gpus_per_node: int = 1
-    cpus_per_task: int = 8
-    mem_gb: int = 64
+    cpus_per_task: int = 2
+    mem_gb: int = 4
     time_min: int = 240
     account: str = ""
     qos: str = ""

@@ -16,6 +16,7 @@ from memctl.config import EXECUTORS, METHODS, SPACES, Config, replace_section
 from memctl.errors import UserError
 
 if TYPE_CHECKING:
+    from memctl.launch.cluster import QueuedJob
     from memctl.report.collect import StudySnapshot
 
 # Where each flag lands in the config; every flag is validated like a config field.
@@ -159,6 +160,7 @@ def status(cfg: Config, config_given: bool, study: str | None, storage: str | No
         after = {t.number for t in st.get_trials(deepcopy=False) if t.state.name == "RUNNING"}
         console.print(f"failed {len(before - after)} stale trial(s): {sorted(before - after)}")
     snap = collect(st, mask_url(url))
+    queued = _queued_workers(st.user_attrs)
     target = int(snap.config.get("search", {}).get("trials", 0))
     remaining = max(0, target - snap.counts.get("COMPLETE", 0))
     eta_h = remaining / snap.trials_per_hour if snap.trials_per_hour and remaining else None
@@ -171,9 +173,21 @@ def status(cfg: Config, config_given: bool, study: str | None, storage: str | No
             "front": [dataclasses.asdict(r) for r in snap.front],
             "failed": [dataclasses.asdict(r) for r in snap.rows if r.state == "FAIL"],
             "running": [dataclasses.asdict(r) for r in snap.rows if r.state == "RUNNING"],
+            "slurm_jobs": [dataclasses.asdict(j) for j in queued],
         })
         return
     _print_status(snap, eta_h, remaining)
+    out = results_console()
+    for job in queued:  # e.g. a worker array SLURM cannot start (reason PartitionConfig)
+        reason = f" ({job.reason})" if job.state == "PENDING" and job.reason else ""
+        out.print(escape(f"slurm job {job.job_id}: {job.state.lower()}{reason}"))
+
+
+def _queued_workers(attrs: dict[str, Any]) -> list[QueuedJob]:
+    """The study's SLURM worker jobs still queued or running, as squeue reports them."""
+    from memctl.launch.cluster import SLURM_JOBS_ATTR, queued_jobs
+
+    return queued_jobs(list(attrs.get(SLURM_JOBS_ATTR, []))) or []
 
 
 def _print_status(snap: StudySnapshot, eta_h: float | None, remaining: int) -> None:

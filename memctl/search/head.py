@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from memctl import __version__, peft
 from memctl.config import Config
 from memctl.errors import Interrupted
+from memctl.launch.cluster import check_partition, record_slurm_jobs
 from memctl.launch.container import config_binds
 from memctl.launch.executors import make_executor
 from memctl.search.objective import TrialContext, real_stats
@@ -124,6 +125,8 @@ def run_search(
 ) -> SearchResult:
     url = storage_url(cfg)
     check_reachable(url)  # before the cache build, which can take hours
+    if cfg.search.executor == "slurm":  # likewise: a request no node can hold pends forever
+        check_partition(cfg.slurm)
     ctx = build_context(cfg, progress)
     study = setup_study(cfg, ctx, url, enqueue)
     # Real-image statistics once here, so workers never race to write them.
@@ -153,6 +156,8 @@ def run_search(
         jobs = executor.map_array(Worker(), specs)
     result = SearchResult(cfg.search.study, mask_url(url), StudyCounts.of(study),
                           [str(j.job_id) for j in jobs], submitit_folder=str(folder))
+    if cfg.search.executor == "slurm":
+        record_slurm_jobs(study, result.job_ids)
     if not follow:
         return result
     with StopOnSignal((signal.SIGINT, signal.SIGTERM), message=None) as interrupted:
