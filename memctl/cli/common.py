@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -66,21 +67,87 @@ def emit_json(obj: Any) -> None:
     emit(json.dumps(obj, indent=2, default=str))
 
 
+PROGRESS_ENV = "MEMCTL_PROGRESS_S"
+"""Seconds between progress lines when stderr is not a terminal (default 30)."""
+
+
+def progress_interval() -> float:
+    try:
+        return max(0.0, float(os.environ.get(PROGRESS_ENV, "30")))
+    except ValueError:
+        return 30.0
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class ProgressLines:
+    """Progress as plain lines on stderr, for batch logs where a rich bar shows nothing:
+    one every `every_s` seconds, and one at each 5% step so short work is logged too."""
+
+    def __init__(self, description: str, every_s: float | None = None,
+                 write: Callable[[str], None] | None = None) -> None:
+        self.description = description
+        self.every_s = progress_interval() if every_s is None else every_s
+        self._write = write or (lambda line: click.echo(line, err=True))
+        self._start: tuple[float, int] | None = None  # (time, done) of the first update
+        self._last: tuple[float, int] | None = None  # (time, 5% bucket) of the last line
+
+    def __call__(self, done: int, total: int, info: str = "") -> None:
+        now = time.monotonic()
+        if self._start is None:
+            self._start = (now, done)
+        bucket = 20 * done // total if total else 0
+        if (self._last is not None and bucket <= self._last[1]
+                and now - self._last[0] < self.every_s):
+            return  # within the interval and the same 5% step
+        self._last = (now, bucket)
+        self._write(self._line(now, done, total, info))
+
+    def _line(self, now: float, done: int, total: int, info: str) -> str:
+        parts = [f"{self.description}: {done}/{total}" if total else
+                 f"{self.description}: {done}"]
+        if info:
+            parts.append(info)
+        start_t, start_done = self._start or (now, done)
+        if total and done > start_done and done < total:
+            rate = (done - start_done) / (now - start_t)
+            parts.append(f"ETA {_duration((total - done) / rate)}")
+        return ", ".join(parts)
+
+
 @contextmanager
-def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A rich bar driven by update(done, total) calls; silent when not a terminal or disabled."""
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """A rich bar driven by update(done, total, info) calls; off a terminal, progress lines
+    on stderr instead (ProgressLines); silent when disabled."""
     if not enabled:
-        yield lambda done, total: None
+        yield lambda done, total, info="": None
+        return
+    if not console.is_terminal:
+        yield ProgressLines(description)
         return
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console,
-                  transient=False, disable=not console.is_terminal) as prog:
+                  transient=False) as prog:
         task = prog.add_task(description, total=None, info="")
 
         def update(done: int, total: int, info: str = "") -> None:
             prog.update(task, completed=done, total=total, info=info)
 
         yield update
+
+
+@contextmanager
+def phase_status(description: str) -> Iterator[Callable[[str], None]]:
+    """A rich spinner showing the current phase; off a terminal, one line per phase."""
+    if not console.is_terminal:
+        yield lambda msg: click.echo(f"{description}: {msg}", err=True)
+        return
+    with console.status(description) as status:
+        yield lambda msg: status.update(f"{description}: {msg}")
 
 
 def command_line() -> str:

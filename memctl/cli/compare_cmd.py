@@ -11,9 +11,9 @@ from memctl.cli import main
 from memctl.cli.common import (
     command_line,
     config_options,
-    console,
     emit_json,
     json_option,
+    phase_status,
     setup_logging,
 )
 from memctl.cli.output import emit
@@ -42,9 +42,8 @@ def evaluate(run_dir: str, overrides: tuple[str, ...], as_json: bool) -> None:
     from memctl.search.evaluate import evaluate as run_evaluate
 
     setup_logging()
-    with console.status("evaluating") as status:
-        ev = run_evaluate(Path(run_dir), overrides,
-                          progress=lambda msg: status.update(f"evaluating: {msg}"))
+    with phase_status("evaluating") as phase:
+        ev = run_evaluate(Path(run_dir), overrides, progress=phase)
     if as_json:
         emit_json(ev)
     else:
@@ -70,10 +69,10 @@ def baselines(cfg: Config, config_given: bool, only: str, no_evaluate: bool,
     if unknown or not names:
         raise UserError(f"--only: unknown baseline {', '.join(unknown) or '(none given)'}; "
                         f"choose from {', '.join(BASELINES)}")
-    with console.status("baselines") as status:
+    with phase_status("baselines") as phase:
         results = run_baselines(
             cfg, names, command_line(), evaluate_too=not no_evaluate,
-            on_stage=lambda name, msg: status.update(f"baseline {name}: {msg}"))
+            on_stage=lambda name, msg: phase(f"{name}: {msg}"))
     if as_json:
         emit_json(results)
         return

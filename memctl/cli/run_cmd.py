@@ -15,6 +15,7 @@ from memctl.cli.common import (
     console,
     emit_json,
     json_option,
+    phase_status,
     progress_bar,
 )
 from memctl.cli.output import emit
@@ -101,9 +102,8 @@ def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | Non
     if then_evaluate:
         from memctl.search.evaluate import evaluate as run_evaluate
 
-        with console.status("evaluating") as status:
-            evaluation = run_evaluate(result.out_dir, eval_cfg=cfg.eval,
-                                      progress=lambda msg: status.update(f"evaluating: {msg}"))
+        with phase_status("evaluating") as phase:
+            evaluation = run_evaluate(result.out_dir, eval_cfg=cfg.eval, progress=phase)
     if as_json:
         emit_json({"out_dir": str(result.out_dir), **result.metrics,
                    **({"evaluation": evaluation} if evaluation else {})})

@@ -80,7 +80,7 @@ def search(cfg: Config, config_given: bool, enqueue: tuple[str, ...], follow: bo
     with progress_bar("caching") as cache_update, progress_bar("trials") as trial_update:
         def on_poll(c) -> None:
             trial_update(c.complete, cfg.search.trials,
-                         f"running {c.running} failed {c.failed}")
+                         f"running {c.running}, failed {c.failed}")
 
         result = run_search(cfg, follow=follow, enqueue=masks, progress=cache_update,
                             on_poll=on_poll)
