@@ -3,6 +3,7 @@ resumes it and reaches the requested count."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,6 +42,12 @@ def _interrupt_during_second_trial(proc: subprocess.Popen, trials: Path) -> None
     os.killpg(proc.pid, signal.SIGINT)
 
 
+def _end_group(proc: subprocess.Popen) -> None:
+    """Kills what is left of a search's process group: local workers outlive a killed head."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def _study(cwd: Path) -> optuna.Study:
     return optuna.load_study(study_name="memctl",
                              storage=f"sqlite:///{cwd / 'memctl-runs' / 'studies.db'}")
@@ -56,8 +63,7 @@ def test_ctrl_c_hands_the_trial_back_and_a_rerun_completes(tmp_path, tiny_model_
         _interrupt_during_second_trial(proc, tmp_path / "memctl-runs" / "trials" / "memctl")
         _, stderr = proc.communicate(timeout=300)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _end_group(proc)
     assert proc.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("memctl: search interrupted: 1 of 3")
@@ -70,9 +76,14 @@ def test_ctrl_c_hands_the_trial_back_and_a_rerun_completes(tmp_path, tiny_model_
     assert interrupted.system_attrs["fail_reason"].startswith("interrupted")
     assert _checkpointed(Path(interrupted.user_attrs["out_dir"]))
 
-    rerun = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert json.loads(rerun.stdout)["complete"] == 3
+    rerun = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = rerun.communicate(timeout=900)
+    finally:
+        _end_group(rerun)
+    assert rerun.returncode == 0, stderr[-3000:]
+    assert json.loads(stdout)["complete"] == 3
     trials = _study(tmp_path).get_trials()
     assert [t.state.name for t in trials].count("RUNNING") == 0
     resumed = trials[2]
