@@ -60,7 +60,7 @@ def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
 class ModelConfig:
     path: str = ""
     """Local diffusers pipeline directory. Empty: the embedded tiny model, built on first use."""
-    resolution: int = 64
+    resolution: int = 32
     """Image side in pixels; images are center-cropped and resized to it when caching."""
 
     def __post_init__(self) -> None:
@@ -95,10 +95,14 @@ class DataConfig:
     split_seed: int = 0
     proxy_fraction: float = 0.2
     """Fraction of train in the search's proxy set (paper: 0.01)."""
-    dmem_size: int = 8
+    dmem_size: int = 4
     """Number of image-caption pairs in D_mem (paper: 100)."""
     dmem_repeats: int = 10
     """How often each D_mem pair is repeated in the proxy set (paper: 50)."""
+    retrain_dmem_repeats: int = 20
+    """Extra copies of each D_mem pair in the retrain and baseline training set (the training
+    split holds one already); 0: the split as it is. Real data such as MIMIC-CXR carries its
+    own duplicates; the embedded testbed sets this to stand in for them."""
     dmem_strategy: str = "longest"
     """longest (most caption tokens), random, frequent (most shared caption), or file."""
     dmem_file: str = ""
@@ -119,7 +123,7 @@ class DataConfig:
         _check(self.val_fraction + self.test_fraction < 1, "val_fraction",
                "val_fraction + test_fraction must be < 1")
         _positive(self, "synth_n", "dmem_size", "dmem_repeats", "cache_batch_size")
-        _non_negative(self, "cache_workers")
+        _non_negative(self, "cache_workers", "retrain_dmem_repeats")
         _choice(self, "dmem_strategy", ("longest", "random", "frequent", "file"))
         _check(self.dmem_strategy != "file" or bool(self.dmem_file), "dmem_file",
                "required when dmem_strategy is file")
@@ -220,10 +224,13 @@ class EvalConfig:
     """Generations per attacked prompt (paper: 500)."""
     clique_size: int = 10
     """A prompt is memorised when this many generations are mutual near-duplicates."""
-    edge_threshold: float = 0.15
-    """Tiled l2 below which two generations are linked."""
-    extraction_threshold: float = 0.15
-    """Normalised l2 to a training image at or below which a memorised prompt is extracted."""
+    edge_threshold: float = 0.1
+    """Tiled l2 below which two generations are linked (paper: 0.15)."""
+    extraction_threshold: float = 0.1
+    """Normalised l2 to a training image at or below which a memorised prompt is extracted
+    (paper: 0.15). The embedded testbed's 0.1 sits below the smallest tiled l2 between two
+    distinct training images of the built-in dataset (0.130 at 240 images, 32 px), so a
+    generation this close to a training image has replayed that image, not a look-alike."""
     tile_grid: int = 4
     text_image: str = "none"
     """Text-image score: biovil-t (chest X-rays), clip (natural images) or none."""

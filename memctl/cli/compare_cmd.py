@@ -53,14 +53,15 @@ def evaluate(run_dir: str, overrides: tuple[str, ...], as_json: bool) -> None:
 
 @main.command()
 @config_options
-@click.option("--only", default=",".join(("full", "peft", "rwa", "threshold")),
+@click.option("--only", default="freeze,full,peft,rwa,threshold",
               show_default=True, help="Comma-separated baselines to run.")
 @click.option("--no-evaluate", is_flag=True, help="Retrain only; run `memctl evaluate` later.")
 @json_option
 def baselines(cfg: Config, config_given: bool, only: str, no_evaluate: bool,
               as_json: bool) -> None:
-    """Retrain and evaluate the paper's baselines: full fine-tuning, vanilla PEFT, random
-    word addition, threshold mitigation. Results land in RUN_DIR/baselines/NAME/."""
+    """Retrain and evaluate the paper's baselines: the frozen pretrained model, full
+    fine-tuning, vanilla PEFT, random word addition, threshold mitigation. Results land in
+    RUN_DIR/baselines/NAME/."""
     from memctl.errors import UserError
     from memctl.search.baselines import BASELINES, run_baselines
 

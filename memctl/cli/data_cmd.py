@@ -20,13 +20,20 @@ def model() -> None:
 
 @model.command("tiny")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--seed", default=0, show_default=True, help="Seed of the random weights.")
-def model_tiny(out_dir: str, seed: int) -> None:
-    """Write the embedded tiny SD-architecture pipeline to OUT_DIR."""
+@click.option("--random-init", "seed", type=int, default=None, metavar="SEED",
+              help="Write the untrained architecture with this seed instead of the shipped "
+                   "pretrained weights (what memctl.models.pretrain starts from).")
+def model_tiny(out_dir: str, seed: int | None) -> None:
+    """Write the embedded tiny SD-architecture pipeline to OUT_DIR.
+
+    Example: memctl model tiny ./tiny && python -c "from diffusers import
+    StableDiffusionPipeline as P; P.from_pretrained('./tiny')"
+    """
     from memctl.models.tiny import write_tiny_model
 
-    path = write_tiny_model(out_dir, seed)
-    console.print(f"wrote embedded model to {path}")
+    path = write_tiny_model(out_dir, seed or 0, pretrained=seed is None)
+    console.print(f"wrote embedded model to {path}"
+                  + (" (pretrained weights)" if seed is None else f" (random init, seed {seed})"))
 
 
 @main.group()

@@ -15,9 +15,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from memctl.data.vocabulary import FINDING_SENTENCES, NORMAL
+from memctl.data.vocabulary import (
+    COMPARISONS,
+    FINDING_SENTENCES,
+    MILLIMETRES,
+    NORMAL,
+    SIZES,
+    VIEWS,
+    ZONES,
+)
 
-IMAGE_SIZE = 128
+IMAGE_SIZE = 64
 MANIFEST = "manifest.csv"
 
 
@@ -28,51 +36,80 @@ class SynthCase:
     caption: str
 
 
+def _low_frequency(rng: np.random.Generator, s: int, cells: int, amplitude: float) -> np.ndarray:
+    """A smooth random field: each image's own soft-tissue and exposure pattern."""
+    coarse = rng.normal(0, 1, (cells, cells)).astype(np.float32)
+    field = Image.fromarray(coarse).resize((s, s), Image.Resampling.BICUBIC)
+    return amplitude * np.asarray(field, dtype=np.float64)
+
+
 def _draw(case: SynthCase, rng: np.random.Generator, size: int = IMAGE_SIZE) -> Image.Image:
+    # Each image varies in anatomy (lung, heart, rib layout), exposure and its own smooth
+    # texture, so no two distinct images are near-duplicates under the extraction attack's
+    # tiled distance: a generation close to a training image has replayed that image.
     s = size
-    img = Image.new("L", (s, s), color=int(rng.integers(20, 45)))
+    img = Image.new("L", (s, s), color=int(rng.integers(10, 60)))
     d = ImageDraw.Draw(img)
-    # Thorax, then the two dark lung fields, then the heart shadow overlapping the left lung.
-    d.ellipse([s * 0.08, s * 0.1, s * 0.92, s * 1.05], fill=int(rng.integers(150, 180)))
-    lung = int(rng.integers(50, 80))
-    jitter = lambda: float(rng.uniform(-0.02, 0.02)) * s  # noqa: E731
-    d.ellipse([s * 0.16 + jitter(), s * 0.18, s * 0.47, s * 0.85 + jitter()], fill=lung)
-    d.ellipse([s * 0.53, s * 0.18, s * 0.84 + jitter(), s * 0.85 + jitter()], fill=lung)
-    heart = 0.2 if "cardiomegaly" in case.findings else 0.13
-    cx, cy = s * 0.56, s * 0.66
-    d.ellipse([cx - heart * s, cy - 0.12 * s, cx + heart * s, cy + 0.12 * s], fill=175)
-    d.rectangle([s * 0.47, s * 0.05, s * 0.53, s * 0.6], fill=185)  # spine / mediastinum
+    j = lambda a=0.04: float(rng.uniform(-a, a)) * s  # noqa: E731
+    thorax = int(rng.integers(140, 190))
+    d.ellipse([s * 0.06 + j(), s * 0.08 + j(), s * 0.94 + j(), s * 1.08], fill=thorax)
+    lung = int(rng.integers(40, 90))
+    d.ellipse([s * 0.14 + j(), s * 0.16 + j(), s * 0.47 + j(), s * 0.86 + j(0.06)], fill=lung)
+    d.ellipse([s * 0.53 + j(), s * 0.16 + j(), s * 0.86 + j(), s * 0.86 + j(0.06)], fill=lung)
+    # Ribs: bright arcs with a per-image spacing and tilt.
+    gap, tilt = rng.uniform(0.07, 0.11) * s, rng.uniform(0.02, 0.1) * s
+    rib = int(rng.integers(95, 135))
+    y = s * rng.uniform(0.16, 0.22)
+    while y < s * 0.82:
+        for x0, x1, sign in ((0.12, 0.48, 1), (0.52, 0.88, -1)):
+            d.line([(s * x0, y + sign * tilt), (s * x1, y - sign * tilt)], fill=rib, width=1)
+        y += gap
+    heart = (0.21 if "cardiomegaly" in case.findings else 0.13) + rng.uniform(-0.02, 0.02)
+    cx, cy = s * (0.56 + rng.uniform(-0.04, 0.04)), s * (0.66 + rng.uniform(-0.04, 0.04))
+    d.ellipse([cx - heart * s, cy - 0.12 * s, cx + heart * s, cy + 0.12 * s],
+              fill=int(rng.integers(160, 195)))
+    d.rectangle([s * 0.47 + j(0.015), s * 0.04, s * 0.53 + j(0.015), s * 0.6], fill=185)
     for finding, side in case.findings.items():
         x0 = 0.2 if side == "right" else 0.57  # patient's right is image left
         if finding == "opacity":
-            x, y = s * (x0 + rng.uniform(0, 0.15)), s * rng.uniform(0.55, 0.72)
-            r = s * rng.uniform(0.06, 0.1)
-            d.ellipse([x - r, y - r, x + r, y + r], fill=int(rng.integers(120, 150)))
+            x, y = s * (x0 + rng.uniform(0, 0.15)), s * rng.uniform(0.35, 0.72)
+            r = s * rng.uniform(0.06, 0.12)
+            d.ellipse([x - r, y - r, x + r, y + r], fill=int(rng.integers(115, 155)))
         elif finding == "effusion":
-            d.rectangle([s * x0 - 4, s * rng.uniform(0.7, 0.78), s * (x0 + 0.27), s * 0.86], 165)
+            top = s * rng.uniform(0.66, 0.78)
+            d.rectangle([s * (x0 - 0.05), top, s * (x0 + 0.27), s * 0.86],
+                        int(rng.integers(150, 180)))
         elif finding == "nodule":
-            x, y, r = s * (x0 + rng.uniform(0.05, 0.2)), s * rng.uniform(0.25, 0.4), s * 0.025
-            d.ellipse([x - r, y - r, x + r, y + r], fill=200)
+            x, y = s * (x0 + rng.uniform(0.05, 0.2)), s * rng.uniform(0.25, 0.5)
+            r = s * rng.uniform(0.025, 0.045)
+            d.ellipse([x - r, y - r, x + r, y + r], fill=205)
         elif finding == "device":
-            pts = [(s * 0.35, s * 0.02), (s * 0.42, s * 0.2), (s * 0.5, s * rng.uniform(0.3, 0.4))]
+            pts = [(s * rng.uniform(0.3, 0.4), s * 0.02), (s * 0.42, s * 0.2),
+                   (s * 0.5, s * rng.uniform(0.3, 0.45))]
             d.line(pts, fill=240, width=2)
     # Laterality marker at a random corner, as burned into real radiographs.
-    mx, my = rng.choice([0.04, 0.84]) * s, rng.choice([0.04, 0.88]) * s
+    mx, my = rng.choice([0.04, 0.84]) * s, rng.choice([0.04, 0.86]) * s
     d.text((mx, my), str(rng.choice(["L", "R", "AP"])), fill=250)
-    img = img.filter(ImageFilter.GaussianBlur(radius=1.2))
-    noise = rng.normal(0, 6, (s, s))
-    return Image.fromarray(np.clip(np.asarray(img, dtype=np.float64) + noise, 0, 255).astype("u1"))
+    img = img.filter(ImageFilter.GaussianBlur(radius=1.4))
+    pixels = np.asarray(img, dtype=np.float64) * rng.uniform(0.8, 1.2)  # exposure
+    pixels += _low_frequency(rng, s, 5, 26.0) + rng.normal(0, 1.5, (s, s))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype("u1"))
 
 
 def _caption(findings: dict[str, str], rng: np.random.Generator) -> str:
+    pick = lambda options: str(options[int(rng.integers(len(options)))])  # noqa: E731
     if not findings:
-        return NORMAL
-    parts = []
-    for finding, side in findings.items():
-        options = FINDING_SENTENCES[finding]
-        parts.append(options[int(rng.integers(len(options)))].format(side=side))
-    text = " ".join(parts)
-    return text[0].upper() + text[1:]
+        body = NORMAL
+    else:
+        parts = []
+        for finding, side in findings.items():
+            text = pick(FINDING_SENTENCES[finding]).format(
+                side=side, size=pick(SIZES), zone=pick(ZONES), mm=pick(MILLIMETRES))
+            parts.append(text[0].upper() + text[1:])
+        body = " ".join(parts)
+    if not findings and rng.random() < 0.5:
+        return body  # normal studies often share one caption, as in MIMIC-CXR
+    return " ".join(p for p in (pick(VIEWS), body, pick(COMPARISONS)) if p)
 
 
 def synth_cases(n: int, seed: int = 0) -> list[SynthCase]:

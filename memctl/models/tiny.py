@@ -1,13 +1,17 @@
-"""The embedded model: a seeded, tiny Stable-Diffusion-architecture pipeline.
+"""The embedded model: a tiny, pretrained Stable-Diffusion-architecture pipeline.
 
 Same structure as SD v1.5 (4 U-Net levels, 2 layers per block, cross-attention in down, mid
 and up blocks: 16 transformer blocks), so masks, PEFT code and metrics run unchanged on it.
-Built from config with random weights and an offline word-level tokenizer; nothing is
-downloaded.
+Its weights ship inside the package (weights/tiny.safetensors, fp16, checked against
+weights/tiny.sha256): pretrained on general-domain scenes by memctl.models.pretrain, which
+reproduces them from a seed. The tokenizer is an offline word-level one; nothing is
+downloaded. 32 px images, a VAE that halves each side (16x16x4 latents): small enough to
+fine-tune in seconds on a laptop CPU, sharp enough that a replayed image is recognisable.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,8 +19,9 @@ import torch
 
 from memctl.data.vocabulary import special_tokens, vocabulary
 
-RESOLUTION = 64
-MAX_TOKENS = 32
+RESOLUTION = 32
+MAX_TOKENS = 48
+WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 UNET_CONFIG = dict(
     sample_size=RESOLUTION // 4,
@@ -40,9 +45,9 @@ VAE_CONFIG = dict(
     in_channels=3,
     out_channels=3,
     latent_channels=4,
-    block_out_channels=(16, 32, 32),  # 3 levels: 64 px images -> 16x16 latents
-    down_block_types=("DownEncoderBlock2D",) * 3,
-    up_block_types=("UpDecoderBlock2D",) * 3,
+    block_out_channels=(16, 32),  # 2 levels: 32 px images -> 16x16 latents
+    down_block_types=("DownEncoderBlock2D",) * 2,
+    up_block_types=("UpDecoderBlock2D",) * 2,
     layers_per_block=1,
     norm_num_groups=8,
     sample_size=RESOLUTION,
@@ -81,8 +86,30 @@ def build_tokenizer():
     )
 
 
-def build_tiny_pipeline(seed: int = 0):
-    """Builds the embedded pipeline in memory; identical weights for the same seed."""
+class WeightsError(RuntimeError):
+    """The shipped weights are missing or do not match their checksum (a broken install)."""
+
+
+def shipped_weights() -> dict[str, torch.Tensor]:
+    """The pretrained weights inside the package, after checking their SHA-256."""
+    import hashlib
+
+    from safetensors.torch import load
+
+    path = WEIGHTS_DIR / "tiny.safetensors"
+    try:
+        data = path.read_bytes()
+        expected = (WEIGHTS_DIR / "tiny.sha256").read_text().split()[0]
+    except OSError as err:
+        raise WeightsError(f"embedded model weights missing ({err}); reinstall memctl") from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise WeightsError(f"{path}: checksum mismatch; reinstall memctl")
+    return load(data)
+
+
+def build_tiny_pipeline(seed: int = 0, pretrained: bool = True):
+    """Builds the embedded pipeline in memory: the shipped pretrained weights, or (pretrained
+    False) the seeded random initialisation memctl.models.pretrain starts from."""
     from diffusers import (
         AutoencoderKL,
         DDPMScheduler,
@@ -106,6 +133,17 @@ def build_tiny_pipeline(seed: int = 0):
     vae = AutoencoderKL(**VAE_CONFIG)
     torch.manual_seed(seed + 2)
     unet = UNet2DConditionModel(**UNET_CONFIG)
+    if pretrained:
+        weights = shipped_weights()
+        for name, module in (("vae", vae), ("text_encoder", text_encoder), ("unet", unet)):
+            prefix = f"{name}."
+            module.load_state_dict({k[len(prefix):]: v.float() for k, v in weights.items()
+                                    if k.startswith(prefix)})
+        from safetensors import safe_open
+
+        with safe_open(str(WEIGHTS_DIR / "tiny.safetensors"), "pt") as fh:
+            meta = json.loads(fh.metadata()["memctl"])
+        vae.register_to_config(scaling_factor=meta["scaling_factor"])
     scheduler = DDPMScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,
@@ -126,7 +164,7 @@ def build_tiny_pipeline(seed: int = 0):
     )
 
 
-def write_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
+def write_tiny_model(out_dir: str | Path, seed: int = 0, pretrained: bool = True) -> Path:
     """Writes the embedded pipeline as a standard diffusers directory (owner-only)."""
     from memctl.models.load import quiet_libraries
 
@@ -134,5 +172,5 @@ def write_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
-    build_tiny_pipeline(seed).save_pretrained(out, safe_serialization=True)
+    build_tiny_pipeline(seed, pretrained).save_pretrained(out, safe_serialization=True)
     return out

@@ -1,6 +1,7 @@
 """The paper's comparison baselines, each retrained on the full training split like the
 chosen mask, then evaluated:
 
+    freeze     the pretrained model as it is (no fine-tuning: the memorisation floor)
     full       full fine-tuning of the U-Net
     peft       the PEFT method on every block (vanilla PEFT, no mask search)
     rwa        vanilla PEFT + random word addition to captions (Somepalli et al.)
@@ -20,14 +21,14 @@ from pathlib import Path
 
 from memctl.config import Config
 
-BASELINES = ("full", "peft", "rwa", "threshold")
+BASELINES = ("freeze", "full", "peft", "rwa", "threshold")
 
 
 def baseline_config(cfg: Config, name: str) -> Config:
     """The config one baseline trains with: `cfg` with its method and mitigation replaced."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
-    method = "full" if name == "full" else cfg.peft.method
+    method = "full" if name in ("full", "freeze") else cfg.peft.method
     mitigation = name if name in ("rwa", "threshold") else "none"
     return dataclasses.replace(
         cfg, peft=dataclasses.replace(cfg.peft, method=method),
@@ -54,12 +55,17 @@ def run_baselines(cfg: Config, names: tuple[str, ...], command: str,
     results: dict[str, dict] = {}
     for name in names:
         out = Path(cfg.run_dir) / "baselines" / name
-        stage(name, "training")
-        result = retrain(baseline_config(cfg, name), model_dir=str(ws.model_dir),
-                         cache_path=str(ws.cache_path), bits=[1] * n_bits, dmem_indices=dmem,
-                         block_names=blocks, out_dir=out, source=f"baseline {name}",
-                         command=command)
-        results[name] = result.metrics
+        if name == "freeze":
+            stage(name, "exporting the pretrained model")
+            results[name] = export_frozen(baseline_config(cfg, name), ws.model_dir, ws.reader(),
+                                          dmem, blocks, out, command)
+        else:
+            stage(name, "training")
+            results[name] = retrain(
+                baseline_config(cfg, name), model_dir=str(ws.model_dir),
+                cache_path=str(ws.cache_path), bits=[1] * n_bits, dmem_indices=dmem,
+                block_names=blocks, out_dir=out, source=f"baseline {name}",
+                command=command).metrics
         if not evaluate_too:
             continue
         done = evaluated_with(out, cfg.eval)
@@ -71,3 +77,36 @@ def run_baselines(cfg: Config, names: tuple[str, ...], command: str,
             results[name] = evaluate(out, progress=lambda msg, n=name: stage(n, msg),
                                      eval_cfg=cfg.eval)
     return results
+
+
+def export_frozen(cfg: Config, model_dir: Path, reader, dmem: list[int], blocks: list[str],
+                  out_dir: Path, command: str) -> dict:
+    """The `freeze` baseline: the starting model, laid out and scored like a retrain."""
+    import shutil
+
+    from memctl.config import dump_config
+    from memctl.data.cache import read_json, write_json
+    from memctl.models.load import load_components
+    from memctl.search.objective import score
+    from memctl.workspace import make_private_dir
+
+    if (out_dir / "metrics.json").exists():
+        return read_json(out_dir / "metrics.json")
+    make_private_dir(out_dir)
+    tmp = out_dir / "pipeline.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(model_dir, tmp)
+    tmp.replace(out_dir / "pipeline")
+    comps = load_components(out_dir / "pipeline", text=False)
+    total = sum(p.numel() for p in comps.unet.parameters())
+    d_mem, fid, n_fid = score(comps, reader, cfg, dmem, split="test")
+    bits = "0" * len(blocks)
+    write_json(out_dir / "mask.json", {
+        "method": "freeze", "space": cfg.peft.space, "always": [], "bits": bits,
+        "block_names": list(blocks), "trainable": 0, "total": total, "percent": 0.0,
+        "source": "baseline freeze"})
+    dump_config(cfg, out_dir / "config.yaml", command)
+    metrics = {"mask": bits, "d_mem": d_mem, "fid_test": fid, "n_fid": n_fid, "trainable": 0,
+               "total": total, "train_steps": 0, "source": "baseline freeze"}
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics

@@ -86,6 +86,8 @@ def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int]
     train_idx = reader.usable("train")
     if not train_idx:
         raise UserError(f"{cache_path}: the training split is empty")
+    # Duplicated training images, as the data this stands in for holds them.
+    train_idx += [i for i in dmem_indices for _ in range(cfg.data.retrain_dmem_repeats)]
     with stop_in_slurm_job() as stop:  # requeue / preemption: checkpoint the step, exit
         tuned = fine_tune(run_cfg, model_dir, bits, reader, train_idx, out_dir, on_step, stop)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:

@@ -126,6 +126,9 @@ def train(
     Once `should_stop()` is true on any rank, the current step is checkpointed and
     TrainingStopped raised (memctl.train.stop).
     """
+    # Small weights, gradients and Adam moments drift into denormal floats, which x86 CPUs
+    # process many times slower; flushing them to zero is below fp32 resolution.
+    torch.set_flush_denormal(True)
     result = TrainResult()
     groups = [g for g in param_groups if g["params"]]
     named = trainable_named(unet, groups)
