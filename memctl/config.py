@@ -99,7 +99,7 @@ class DataConfig:
     """Number of image-caption pairs in D_mem (paper: 100)."""
     dmem_repeats: int = 10
     """How often each D_mem pair is repeated in the proxy set (paper: 50)."""
-    retrain_dmem_repeats: int = 20
+    retrain_dmem_repeats: int = 60
     """Extra copies of each D_mem pair in the retrain and baseline training set (the training
     split holds one already); 0: the split as it is. Real data such as MIMIC-CXR carries its
     own duplicates; the embedded testbed sets this to stand in for them."""
@@ -153,7 +153,9 @@ class TrainConfig:
     retrain_steps: int = 120
     """Optimizer steps when retraining the chosen mask on the full training split."""
     batch_size: int = 8
-    lr: float = 1e-4
+    lr: float = 1e-3
+    """The embedded model is small: 1e-3 moves it towards replaying duplicated images within
+    a few hundred steps (1e-4 barely does); SD v1.5 configs set their own."""
     weight_decay: float = 0.0
     warmup_steps: int = 0
     lr_schedule: str = "constant"
