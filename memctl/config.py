@@ -9,8 +9,13 @@ are the embedded tiny setup (configs/tiny.yaml spells them out).
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
+import functools
+import inspect
+import itertools
+import textwrap
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -449,7 +454,63 @@ def replace_section(cfg: Config, section: str, source: str, **changes: Any) -> C
     return dataclasses.replace(cfg, **{section: new})
 
 
-def dump_config(cfg: Config, path: Path, command: str) -> None:
-    """Writes cfg as YAML headed by the command that runs it."""
-    text = f"# {command}\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-    path.write_text(text)
+def dump_config(cfg: Config, path: Path, command: str, comments: bool = False) -> None:
+    """Writes cfg as YAML headed by the command that runs it; with `comments`, each field's
+    docstring above it (a starter config documents itself)."""
+    body = commented_yaml(cfg) if comments else yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    path.write_text(f"# {command}\n" + body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Field documentation
+
+
+@functools.cache
+def field_docs() -> dict[tuple[str, str], str]:
+    """{(class name, field): docstring} for the dataclasses above. The string literal after a
+    field is dropped at run time, so it is read from this file's source; empty when the
+    source is not shipped (the docs are a nicety, never needed to run)."""
+    try:
+        tree = ast.parse(Path(__file__).read_text())
+    except OSError:
+        return {}
+    docs: dict[tuple[str, str], str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            docs.update(_class_field_docs(node))
+    return docs
+
+
+def _class_field_docs(cls: ast.ClassDef) -> dict[tuple[str, str], str]:
+    """Each annotated field directly followed by a string literal."""
+    docs = {}
+    for stmt, after in itertools.pairwise(cls.body):
+        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[(cls.name, stmt.target.id)] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+def _comment(doc: str, indent: str) -> str:
+    return "".join(f"{indent}# {line}".rstrip() + "\n" for line in doc.splitlines())
+
+
+def _commented_fields(obj: Any, indent: str) -> str:
+    """obj's fields as YAML at `indent`, each headed by its docstring."""
+    docs = field_docs()
+    out = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        out.append(_comment(docs.get((type(obj).__name__, f.name), ""), indent))
+        if dataclasses.is_dataclass(value):  # a section: a blank line sets it apart
+            out[-1] = "\n" + out[-1]
+            out.append(f"{indent}{f.name}:\n" + _commented_fields(value, indent + "  "))
+        else:
+            out.append(textwrap.indent(yaml.safe_dump({f.name: value}, sort_keys=False), indent))
+    return "".join(out)
+
+
+def commented_yaml(cfg: Config) -> str:
+    """cfg as YAML with each field's docstring as `#` lines above it; loads back to cfg."""
+    return _commented_fields(cfg, "")

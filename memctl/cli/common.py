@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from memctl.cli.output import emit
+from memctl.cli.output import emit, make_console
 from memctl.config import Config, load_config
 
-console = Console(stderr=True)
+console: Console = make_console(stderr=True)
 
 
 def offline_env() -> None:
@@ -33,10 +33,22 @@ def offline_env() -> None:
         os.environ.setdefault(key, value)
 
 
+def _log_handler() -> logging.Handler:
+    """Rich's columns on a terminal; off one, plain lines: RichHandler pads every line to the
+    console's width, which off a terminal is too wide to pad to (make_console)."""
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        return handler
+    handler = logging.StreamHandler(sys.stderr)  # the current stderr (CliRunner swaps it)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    return handler
+
+
 def setup_logging(verbose: bool = False) -> None:
     offline_env()
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False)], force=True)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        handlers=[_log_handler()], force=True)
     for noisy in ("DeepSpeed", "urllib3", "matplotlib", "PIL", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -107,6 +107,6 @@ def init(path: str) -> None:
     p = Path(path)
     if p.exists():
         raise UserError(f"{p}: already exists (not overwritten)")
-    dump_config(Config(), p, f"memctl search -c {p}")
+    dump_config(Config(), p, f"memctl search -c {p}", comments=True)
     console.print(f"wrote {p}; set model.path and data.path for your site, then "
                   f"`memctl cache build -c {p}`")
