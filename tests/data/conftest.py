@@ -42,7 +42,9 @@ def report(findings: str | None, impression: str | None) -> str:
 
 LONG = ("Interval increase in moderate bilateral pleural effusions with adjacent compressive "
         "atelectasis, new right lower lobe opacity concerning for pneumonia, stable mild "
-        "cardiomegaly, and a right internal jugular catheter terminating in the mid svc.")
+        "cardiomegaly, and a right internal jugular catheter terminating in the mid svc. "
+        "Endotracheal tube terminates above the carina; no pneumothorax is seen on the frontal "
+        "and lateral views compared to the prior exam.")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from memctl.data.cache import (
 from memctl.data.sources import Record, SourceOptions, load_source
 from memctl.data.splits import assign_splits
 from memctl.errors import UserError
+from memctl.models.tiny import MAX_TOKENS
 from tests.conftest import REPO
 from tests.data.conftest import STUDIES, dicom_id, truncate, write_image
 
@@ -94,8 +95,8 @@ def test_skipped_items_listed_with_reasons(clean, mimic_root):
                                          "truncated image": 1, "empty image file": 1}
     assert info["usable"] == info["images"] - 2 == len(reader.usable())
     assert reader.attrs["n_source_skipped"] == 2
-    # The long impression exceeds the tiny text encoder's 32 tokens.
-    assert info["token_limit"] == 32
+    # The long impression exceeds the tiny text encoder's token limit.
+    assert info["token_limit"] == MAX_TOKENS
     assert info["captions_truncated"] == info["images_with_truncated_caption"] == 1
     assert oct(clean.stat().st_mode & 0o777) == "0o600"
 
@@ -104,7 +105,9 @@ def test_load_reads_only_the_prompts_it_needs(clean):
     reader = CacheReader(clean)
     idx = reader.usable()[:3] + reader.usable()[:1]
     data = reader.load(idx)
-    assert data.latent_mean.shape == (4, 4, 16, 16) and data.latent_mean.dtype == torch.float32
+    side = RES // 2  # the embedded VAE halves each side
+    assert data.latent_mean.shape == (4, 4, side, side)
+    assert data.latent_mean.dtype == torch.float32
     assert len(data.prompt_embeds) == len({reader.prompt_index[i] for i in idx})
     for k, i in enumerate(idx):
         assert reader.captions[data.prompt_rows[data.prompt_index[k]]] == reader.caption_of(i)
