@@ -17,6 +17,7 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,25 @@ def _lr(step: int, steps: int, peak: float, warmup: int = 50) -> float:
     return peak * 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, steps - warmup)))
 
 
+def _fit(name: str, opt: torch.optim.Optimizer, steps: int, loss_at: Callable[[], torch.Tensor],
+         clip: list[torch.nn.Parameter] | None = None) -> None:
+    """Warm-up + cosine schedule from each group's initial lr, one optimizer step per call of
+    `loss_at` (which draws its own batch), a log line every 100 steps."""
+    peaks, t0 = [g["lr"] for g in opt.param_groups], time.monotonic()
+    for step in range(steps):
+        for group, peak in zip(opt.param_groups, peaks, strict=True):
+            group["lr"] = _lr(step, steps, peak)
+        loss = loss_at()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(clip, 1.0)
+        opt.step()
+        if step % 100 == 0 or step == steps - 1:
+            _log(f"{name} step {step + 1}/{steps} loss {loss.item():.5f} "
+                 f"({time.monotonic() - t0:.0f} s)")
+
+
 def _crops(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     """One random size x size crop per image (the VAE is convolutional: crops train it at a
     quarter of the cost of whole images)."""
@@ -59,20 +79,15 @@ def train_vae(vae, images: torch.Tensor, steps: int, batch: int, gen: torch.Gene
     with torch.no_grad():
         vae.quant_conv.bias[vae.config.latent_channels:] = -8.0
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    order, t0 = _batches(len(images), batch, gen), time.monotonic()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, steps, lr)
+    order = _batches(len(images), batch, gen)
+
+    def loss_at() -> torch.Tensor:
         x = _crops(images[next(order)], crop, gen)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator=gen)).sample
-        loss = F.l1_loss(recon, x) + kl_weight * posterior.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 100 == 0 or step == steps - 1:
-            _log(f"vae step {step + 1}/{steps} loss {loss.item():.4f} "
-                 f"({time.monotonic() - t0:.0f} s)")
+        return F.l1_loss(recon, x) + kl_weight * posterior.kl().mean()
+
+    _fit("vae", opt, steps, loss_at)
 
 
 def tune_decoder(vae, latents: torch.Tensor, images: torch.Tensor, steps: int, batch: int,
@@ -82,18 +97,13 @@ def tune_decoder(vae, latents: torch.Tensor, images: torch.Tensor, steps: int, b
     the U-Net is trained in (as SD's ft-MSE decoder)."""
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    order, t0 = _batches(len(images), batch, gen), time.monotonic()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, steps, lr)
+    order = _batches(len(images), batch, gen)
+
+    def loss_at() -> torch.Tensor:
         idx = next(order)
-        loss = F.mse_loss(vae.decode(latents[idx]).sample, images[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 100 == 0 or step == steps - 1:
-            _log(f"decoder step {step + 1}/{steps} loss {loss.item():.5f} "
-                 f"({time.monotonic() - t0:.0f} s)")
+        return F.mse_loss(vae.decode(latents[idx]).sample, images[idx])
+
+    _fit("decoder", opt, steps, loss_at)
 
 
 @torch.no_grad()
@@ -116,11 +126,9 @@ def train_denoiser(unet, text_encoder, tokenizer, scheduler, latents: torch.Tens
     opt = torch.optim.AdamW([{"params": unet.parameters(), "lr": lr},
                              {"params": text_encoder.parameters(), "lr": text_lr}],
                             weight_decay=1e-2)
-    peaks = [g["lr"] for g in opt.param_groups]
-    order, t0 = _batches(len(latents), batch, gen), time.monotonic()
-    for step in range(steps):
-        for group, peak in zip(opt.param_groups, peaks, strict=True):
-            group["lr"] = _lr(step, steps, peak)
+    order = _batches(len(latents), batch, gen)
+
+    def loss_at() -> torch.Tensor:
         idx = next(order)
         x0 = latents[idx] + latent_std[idx] * torch.randn(latents[idx].shape, generator=gen)
         tokens = ids[idx].clone()
@@ -129,15 +137,9 @@ def train_denoiser(unet, text_encoder, tokenizer, scheduler, latents: torch.Tens
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=gen)
         xt = scheduler.add_noise(x0, noise, t)
-        cond = text_encoder(tokens)[0]
-        loss = F.mse_loss(unet(xt, t, cond).sample, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([*unet.parameters(), *text_encoder.parameters()], 1.0)
-        opt.step()
-        if step % 100 == 0 or step == steps - 1:
-            _log(f"unet step {step + 1}/{steps} loss {loss.item():.4f} "
-                 f"({time.monotonic() - t0:.0f} s)")
+        return F.mse_loss(unet(xt, t, text_encoder(tokens)[0]).sample, noise)
+
+    _fit("unet", opt, steps, loss_at, clip=[*unet.parameters(), *text_encoder.parameters()])
 
 
 def save_weights(pipe, out_dir: Path, meta: dict) -> str:

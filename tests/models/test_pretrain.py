@@ -10,8 +10,8 @@ from memctl.models import pretrain, tiny
 
 
 def test_a_few_steps_write_loadable_weights_with_their_checksum(tmp_path):
-    meta = pretrain.pretrain(tmp_path, seed=3, n_scenes=16, vae_steps=2, unet_steps=2,
-                             batch=4)
+    meta = pretrain.pretrain(tmp_path, seed=3, n_scenes=16, vae_steps=2, decoder_steps=2,
+                             unet_steps=2, batch=4)
     path = tmp_path / pretrain.WEIGHTS_FILE
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert (tmp_path / pretrain.CHECKSUM_FILE).read_text().split()[0] == digest == meta["sha256"]
