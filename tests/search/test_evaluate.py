@@ -28,7 +28,8 @@ def test_baseline_configs_change_only_method_and_mitigation(prepared):
         assert b.train.retrain_steps == cfg.train.retrain_steps
     with pytest.raises(ValueError, match="unknown baseline"):
         baseline_config(cfg, "nope")
-    assert set(BASELINES) == {"full", "peft", "rwa", "threshold"}
+    assert baseline_config(cfg, "freeze").train.mitigation == "none"
+    assert set(BASELINES) == {"freeze", "full", "peft", "rwa", "threshold"}
 
 
 def test_attacked_prompts_are_distinct_dmem_prompts(prepared):
