@@ -24,7 +24,7 @@ MAX_TOKENS = 48
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 UNET_CONFIG = dict(
-    sample_size=RESOLUTION // 4,
+    sample_size=RESOLUTION // 2,  # latent side: the VAE halves each side
     in_channels=4,
     out_channels=4,
     block_out_channels=(32, 64, 64, 64),
