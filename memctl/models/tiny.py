@@ -37,7 +37,9 @@ UNET_CONFIG = dict(
     ),
     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     cross_attention_dim=64,
-    attention_head_dim=8,
+    # diffusers' legacy name for the head count: one head of 32-64 channels runs twice as
+    # fast on CPU as 8 heads of 4.
+    attention_head_dim=1,
     norm_num_groups=16,
 )
 
