@@ -39,7 +39,7 @@ def evaluate(run_dir: str, overrides: tuple[str, ...], as_json: bool) -> None:
     Uses the run's own config.yaml (overrides such as eval.extraction_generations=500 apply on
     top) and writes RUN_DIR/evaluation.json.
     """
-    from memctl.search.evaluate import evaluate as run_evaluate
+    from memctl.runs.evaluate import evaluate as run_evaluate
 
     setup_logging()
     with phase_status("evaluating") as phase:
@@ -63,7 +63,7 @@ def baselines(cfg: Config, config_given: bool, only: str, no_evaluate: bool,
     fine-tuning, vanilla PEFT, random word addition, threshold mitigation. Results land in
     RUN_DIR/baselines/NAME/."""
     from memctl.errors import UserError
-    from memctl.search.baselines import BASELINES, run_baselines
+    from memctl.runs.baselines import BASELINES, run_baselines
 
     names = tuple(n.strip() for n in only.split(",") if n.strip())
     unknown = [n for n in names if n not in BASELINES]

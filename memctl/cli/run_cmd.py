@@ -41,8 +41,8 @@ def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | Non
             mask_file: str | None, study: str | None, storage: str | None, gpus: int,
             out_dir: str | None, then_evaluate: bool, as_json: bool) -> None:
     """Retrain the chosen mask on the full training split; write a loadable pipeline."""
-    from memctl.search.retrain import retrain as run_retrain
-    from memctl.search.retrain import retrain_on_gpus
+    from memctl.runs.retrain import retrain as run_retrain
+    from memctl.runs.retrain import retrain_on_gpus
 
     if sum([best, trial_number is not None, mask_file is not None]) != 1:
         raise UserError("give exactly one of --best, --trial N, --mask FILE")
@@ -100,7 +100,7 @@ def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | Non
                                  on_step=lambda s, n, loss: update(s, n, f"loss {loss:.4f}"))
     evaluation = None
     if then_evaluate:
-        from memctl.search.evaluate import evaluate as run_evaluate
+        from memctl.runs.evaluate import evaluate as run_evaluate
 
         with phase_status("evaluating") as phase:
             evaluation = run_evaluate(result.out_dir, eval_cfg=cfg.eval, progress=phase)

@@ -31,7 +31,7 @@ from memctl.metrics import amd, extraction_attack, generate
 from memctl.metrics.features import get_extractor
 from memctl.metrics.text_image import TextImageScore, biovil_t_score, clip_score
 from memctl.models.load import Components, load_components
-from memctl.search.objective import dmem_of, fid_against, generate_for_split, split_stats
+from memctl.runs.scoring import dmem_of, fid_against, generate_for_split, split_stats
 
 Progress = Callable[[str], None]
 MAX_TRAIN_IMAGES_PER_PROMPT = 64

@@ -69,7 +69,8 @@ def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int]
             source: str, command: str, on_step: StepCallback | None = None,
             ) -> RetrainResult | None:
     from memctl.models.load import load_pipeline
-    from memctl.search.objective import fine_tune, score
+    from memctl.runs.fine_tune import fine_tune
+    from memctl.runs.scoring import score
 
     retrain_cfg = dataclasses.replace(cfg.train, steps=cfg.train.retrain_steps)
     run_cfg = dataclasses.replace(cfg, train=retrain_cfg)
@@ -127,13 +128,9 @@ def retrain_on_gpus(gpus: int, **kwargs) -> RetrainResult:
     submitit's local executor starts the ranks and exports their distributed environment;
     the training engine picks it up. Rank 0 returns the result.
     """
-    import submitit
+    from memctl.launch.executors import local_ranks_executor
 
-    folder = kwargs["out_dir"] / "ranks"
-    folder.mkdir(parents=True, exist_ok=True)
-    executor = submitit.AutoExecutor(folder=folder, cluster="local")
-    executor.update_parameters(tasks_per_node=gpus, timeout_min=7 * 24 * 60,
-                               gpus_per_node=gpus if torch.cuda.is_available() else 0)
+    executor = local_ranks_executor(kwargs["out_dir"] / "ranks", gpus)
     job = executor.submit(retrain, **{**kwargs, "on_step": None})
     results = job.results()
     return next(r for r in results if r is not None)
