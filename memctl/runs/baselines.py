@@ -85,7 +85,7 @@ def export_frozen(cfg: Config, model_dir: Path, reader, dmem: list[int], blocks:
     import shutil
 
     from memctl.config import dump_config
-    from memctl.data.cache import read_json, write_json
+    from memctl.data.json_files import read_json, write_json
     from memctl.models.load import load_components
     from memctl.runs.scoring import score
     from memctl.workspace import make_private_dir

@@ -25,7 +25,9 @@ import numpy as np
 import torch
 
 from memctl.config import Config, EvalConfig, load_config
-from memctl.data.cache import CacheReader, load_image, read_json, write_json
+from memctl.data.cache import CacheReader
+from memctl.data.images import load_image
+from memctl.data.json_files import read_json, write_json
 from memctl.errors import UserError
 from memctl.metrics import amd, extraction_attack, generate
 from memctl.metrics.features import get_extractor

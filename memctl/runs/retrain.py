@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from memctl.config import Config, dump_config
-from memctl.data.cache import CacheReader, read_json, write_json
+from memctl.data.cache import CacheReader
+from memctl.data.json_files import read_json, write_json
 from memctl.errors import UserError
 from memctl.train.loop import StepCallback
 from memctl.train.stop import stop_in_slurm_job

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from memctl.config import Config
-from memctl.data.cache import CacheReader, load_image
+from memctl.data.cache import CacheReader
+from memctl.data.images import load_image
 from memctl.metrics import d_mem_noised, frechet_from_stats, gaussian_stats
 from memctl.metrics.features import FeatureExtractor, get_extractor
 from memctl.metrics.reference_stats import ReferenceStats, reference_stats
