@@ -29,9 +29,13 @@ from memctl.config_checks import (
 )
 from memctl.config_docs import commented_yaml
 from memctl.errors import UserError
+from memctl.peft import registry as peft_registry
 
-METHODS = ("attention", "svdiff", "difffit", "lora", "full", "freeze")
-SPACES = ("blocks16", "attn32", "paper13")
+# Choices of peft.method, peft.space and search.executor (and the CLI's): the registries'
+# names. launch/ reads this module, so the executor names are listed here and
+# tests/test_registries.py checks them against launch.backends.BACKENDS.
+METHODS = tuple(peft_registry.METHODS)
+SPACES = peft_registry.SPACES
 EXECUTORS = ("local", "debug", "slurm")
 
 
