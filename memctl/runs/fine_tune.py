@@ -13,7 +13,7 @@ from memctl.config import Config
 from memctl.data.cache import CacheReader
 from memctl.models.load import Components, load_components
 from memctl.train.loop import StepCallback, TrainResult, train
-from memctl.train.mitigations import prompt_captions
+from memctl.train.mitigations.rwa import prompt_captions
 
 
 @dataclass

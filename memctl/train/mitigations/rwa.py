@@ -1,26 +1,24 @@
-"""Training-time memorisation mitigations, usable with any PEFT method.
+"""RWA (Somepalli et al. 2023), random word augmentation of captions.
 
-- RWA (Somepalli et al. 2023): each time a sample is drawn, with probability p its caption
-  gets n random vocabulary tokens inserted at random word positions and is encoded afresh;
-  the other samples keep their cached embeddings.
-- Threshold (Wen et al. 2024): per sample, ||eps(x_t, c) - eps(x_t, empty)|| at the sample's
-  own training timestep, under no_grad; samples at or above the threshold are dropped from
-  that step's loss. The threshold is a number, or a quantile of the norms seen during the
-  first steps (norms grow with latent size, so a number does not transfer across resolutions).
+Each time a sample is drawn, with probability p its caption gets n random vocabulary tokens
+inserted at random word positions and is encoded afresh; the other samples keep their
+cached embeddings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from memctl.config import TrainConfig
 from memctl.errors import UserError
-from memctl.train import distributed
+from memctl.train.hooks import Mitigation
 
 
-class RandomWordAugmentation:
+class RandomWordAugmentation(Mitigation):
+    name = "rwa"
+
     def __init__(self, tokenizer, text_encoder: torch.nn.Module, prob: float, n_tokens: int,
                  seed: int) -> None:
         self.tokenizer, self.text_encoder = tokenizer, text_encoder
@@ -68,58 +66,32 @@ class RandomWordAugmentation:
             cond[rows] = self.encode([new[j] for j in rows]).to(cond.dtype)
         return cond, new
 
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, *, rank: int, tokenizer=None, text_encoder=None,
+                    captions: Sequence[str] | None = None,
+                    n_prompts: int = 0) -> RandomWordAugmentation:
+        if tokenizer is None or text_encoder is None:
+            raise UserError("train.mitigation=rwa needs the tokenizer and text encoder "
+                            "(load the model components with text=True)")
+        rwa = cls(tokenizer, text_encoder, cfg.rwa_prob, cfg.rwa_tokens,
+                  seed=cfg.seed + 7919 * (rank + 1))
+        if captions is None or len(captions) != n_prompts:
+            raise UserError("train.mitigation=rwa needs the caption of every prompt embedding")
+        return rwa
+
+    def batch_conditioning(self, prompt_rows: torch.Tensor, prompt_embeds: torch.Tensor,
+                           captions: Sequence[str]) -> tuple[torch.Tensor, int]:
+        cond, new = self.conditioning(prompt_rows, prompt_embeds, captions)
+        return cond, sum(c is not None for c in new)
+
+    def log_fields(self, augmented: int) -> dict:
+        return {"augmented": augmented}
+
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.gen.set_state(state["gen"])
-
-
-EpsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class ThresholdFilter:
-    def __init__(self, threshold: float, quantile: float, calibration_steps: int) -> None:
-        self.threshold: float | None = threshold or None
-        self.quantile, self.calibration_steps = quantile, calibration_steps
-        self.seen: list[torch.Tensor] = []
-        self.steps_seen = 0
-
-    @staticmethod
-    @torch.no_grad()
-    def norms(eps: EpsFn, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-              empty: torch.Tensor) -> torch.Tensor:
-        """||eps(x_t, c) - eps(x_t, empty)|| per sample, over the whole latent (one forward)."""
-        n = len(noisy)
-        uncond = empty.to(cond.dtype).expand(n, *empty.shape[1:])
-        out = eps(torch.cat([noisy, noisy]), torch.cat([t, t]), torch.cat([cond, uncond]))
-        diff = (out[:n].float() - out[n:].float()).flatten(1)
-        return diff.norm(dim=1).cpu()
-
-    def keep(self, norms: torch.Tensor) -> torch.Tensor:
-        """Mask of samples that stay in the loss; during calibration every sample stays."""
-        if self.threshold is None:
-            self.seen.append(distributed.all_gather_cat(norms.to(torch.float64)).cpu())
-            return torch.ones(len(norms), dtype=torch.bool)
-        return norms < self.threshold
-
-    def end_step(self) -> None:
-        """Counts a finished optimizer step; fixes the threshold after the calibration steps."""
-        if self.threshold is not None:
-            return
-        self.steps_seen += 1
-        if self.steps_seen >= self.calibration_steps:
-            # every rank holds the same gathered norms, so the same threshold
-            self.threshold = float(torch.quantile(torch.cat(self.seen), self.quantile))
-            self.seen = []
-
-    def state_dict(self) -> dict:
-        return {"threshold": self.threshold, "seen": list(self.seen),
-                "steps_seen": self.steps_seen}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.threshold, self.seen = state["threshold"], list(state["seen"])
-        self.steps_seen = state["steps_seen"]
 
 
 def prompt_captions(data, captions: Sequence[str]) -> list[str]:
@@ -129,13 +101,4 @@ def prompt_captions(data, captions: Sequence[str]) -> list[str]:
     return list(captions) if rows is None else [captions[int(i)] for i in rows]
 
 
-def make_rwa(cfg: TrainConfig, tokenizer, text_encoder, rank: int) -> RandomWordAugmentation:
-    if tokenizer is None or text_encoder is None:
-        raise UserError("train.mitigation=rwa needs the tokenizer and text encoder "
-                        "(load the model components with text=True)")
-    return RandomWordAugmentation(tokenizer, text_encoder, cfg.rwa_prob, cfg.rwa_tokens,
-                                  seed=cfg.seed + 7919 * (rank + 1))
-
-
-def make_threshold(cfg: TrainConfig) -> ThresholdFilter:
-    return ThresholdFilter(cfg.threshold, cfg.threshold_quantile, cfg.threshold_calibration_steps)
+MITIGATION = RandomWordAugmentation
