@@ -26,6 +26,7 @@ from memctl.config import Config, dump_config
 from memctl.data.cache import CacheReader
 from memctl.data.json_files import read_json, write_json
 from memctl.errors import UserError
+from memctl.runs.target import RetrainTarget
 from memctl.train.loop import StepCallback
 from memctl.train.stop import stop_in_slurm_job
 from memctl.workspace import make_private_dir
@@ -121,6 +122,16 @@ def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int]
     }
     write_json(out_dir / "metrics.json", metrics)
     return RetrainResult(out_dir, list(bits), metrics)
+
+
+def retrain_target(target: RetrainTarget, out_dir: Path, command: str, gpus: int = 1,
+                   on_step: StepCallback | None = None) -> RetrainResult | None:
+    """Retrains a target (memctl.runs.target) on this node, as `gpus` ranks when > 1;
+    None only on a data-parallel rank other than 0 (see retrain)."""
+    args = dict(**target.retrain_args(), out_dir=out_dir, command=command)
+    if gpus > 1:
+        return retrain_on_gpus(gpus, cfg=target.cfg, **args)
+    return retrain(target.cfg, **args, on_step=on_step)
 
 
 def retrain_on_gpus(gpus: int, **kwargs) -> RetrainResult:
