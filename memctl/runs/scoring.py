@@ -6,19 +6,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from memctl.config import Config
+from memctl.config import Config, EvalConfig
 from memctl.data.cache import CacheReader
 from memctl.data.images import load_image
 from memctl.metrics import d_mem_noised, frechet_from_stats, gaussian_stats
 from memctl.metrics.features import FeatureExtractor, get_extractor
 from memctl.metrics.reference_stats import ReferenceStats, reference_stats
-from memctl.metrics.sampling import generate
+from memctl.metrics.sampling import SamplingSettings, generate
 from memctl.models.load import Components
+
+
+def sampling_settings(ev: EvalConfig, **changes) -> SamplingSettings:
+    """The evaluation's sampling (steps, guidance, seed, batch size, sampler) plus changes."""
+    return dataclasses.replace(
+        SamplingSettings(num_inference_steps=ev.num_inference_steps,
+                         guidance_scale=ev.guidance_scale, seed=ev.seed,
+                         batch_size=ev.batch_size, sampler=ev.sampler), **changes)
 
 
 def fid_indices(reader: CacheReader, split: str, n: int, seed: int) -> list[int]:
@@ -78,10 +87,8 @@ def generate_for_split(comps: Components, reader: CacheReader, cfg: Config,
     idx = fid_indices(reader, split, cfg.eval.fid_samples, cfg.eval.seed)
     ev = reader.load(idx)
     gen = generate(comps.unet, comps.vae, comps.scheduler, ev.prompt_embeds[ev.prompt_index],
-                   ev.empty_embed, num_inference_steps=cfg.eval.num_inference_steps,
-                   guidance_scale=cfg.eval.guidance_scale, seed=cfg.eval.seed,
-                   batch_size=cfg.eval.batch_size,
-                   latent_shape=tuple(ev.latent_mean.shape[1:]), sampler=cfg.eval.sampler)
+                   ev.empty_embed,
+                   sampling_settings(cfg.eval, latent_shape=tuple(ev.latent_mean.shape[1:])))
     return gen.images, idx
 
 
