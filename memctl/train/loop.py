@@ -102,6 +102,46 @@ def micro_step(engine: Engine, batch: Batch, noise_scheduler, empty: torch.Tenso
     return F.mse_loss(pred.float(), target.float()), dropped
 
 
+def _accumulate(engine: Engine, source: BatchSource, noise_scheduler, empty: torch.Tensor,
+                mitigation: Mitigation, cfg: TrainConfig, step: int) -> tuple[float, int, int]:
+    """One optimizer step's micro-batches: (summed loss, samples dropped, captions changed)."""
+    loss_sum, dropped, augmented = 0.0, 0, 0
+    for _ in range(cfg.grad_accum):
+        batch = source.next()
+        loss, n_dropped = micro_step(engine, batch, noise_scheduler, empty, mitigation)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}")
+        engine.backward(loss)
+        engine.step()
+        loss_sum += loss.item()
+        dropped += n_dropped
+        augmented += batch.augmented
+    return loss_sum, dropped, augmented
+
+
+def _state(done: int, result: TrainResult, source: BatchSource,
+           mitigation: Mitigation) -> dict:
+    """What a checkpoint holds besides the engine's weights and optimizer."""
+    return {"step": done, "losses": list(result.losses), "dropped": result.dropped,
+            "source": source.state_dict(), "rng": rng.capture(),
+            mitigation.name: mitigation.state_dict()}
+
+
+def _restore(ckpt: Checkpointer, engine: Engine, source: BatchSource, mitigation: Mitigation,
+             result: TrainResult) -> int:
+    """Restores the newest checkpoint, if any, into the run; the step it continues from."""
+    state = ckpt.restore(engine)
+    if state is None:
+        return 0
+    result.resumed_from = state["step"]
+    result.losses, result.dropped = list(state["losses"]), state["dropped"]
+    source.load_state_dict(state["source"])
+    if state.get(mitigation.name) is not None:
+        mitigation.load_state_dict(state[mitigation.name])
+    rng.restore(state["rng"])
+    return state["step"]
+
+
 def train(
     unet: torch.nn.Module,
     param_groups: Sequence[dict],
@@ -156,14 +196,7 @@ def train(
     if out_dir is not None and cfg.checkpoint_every:
         ckpt = Checkpointer(out_dir / "checkpoints", cfg.keep_checkpoints, rank,
                             fingerprint(cfg, named, len(data), rank.world_size))
-        state = ckpt.restore(engine)
-        if state is not None:
-            first = result.resumed_from = state["step"]
-            result.losses, result.dropped = list(state["losses"]), state["dropped"]
-            source.load_state_dict(state["source"])
-            if state.get(mitigation.name) is not None:
-                mitigation.load_state_dict(state[mitigation.name])
-            rng.restore(state["rng"])
+        first = _restore(ckpt, engine, source, mitigation, result)
 
     log = MetricsLog(out_dir / "metrics.jsonl" if out_dir and rank.is_main else None, first)
     global_batch = cfg.batch_size * cfg.grad_accum * rank.world_size
@@ -171,18 +204,8 @@ def train(
     try:
         for step in range(first, cfg.steps):
             lr = engine.lr()
-            loss_sum, dropped, augmented = 0.0, 0, 0
-            for _ in range(cfg.grad_accum):
-                batch = source.next()
-                loss, n_dropped = micro_step(engine, batch, noise_scheduler, data.empty_embed,
-                                             mitigation)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {step}")
-                engine.backward(loss)
-                engine.step()
-                loss_sum += loss.item()
-                dropped += n_dropped
-                augmented += batch.augmented
+            loss_sum, dropped, augmented = _accumulate(engine, source, noise_scheduler,
+                                                       data.empty_embed, mitigation, cfg, step)
             mitigation.end_step()
             # The stop request rides on the step's one collective: every rank stops together.
             loss_sum, dropped, augmented, stop = distributed.all_sum(
@@ -200,11 +223,7 @@ def train(
                 log.write({**record, **mitigation.log_fields(int(augmented))})
             if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps
                                      or stop):
-                ckpt.save(done, engine, {
-                    "step": done, "losses": list(result.losses), "dropped": result.dropped,
-                    "source": source.state_dict(), "rng": rng.capture(),
-                    mitigation.name: mitigation.state_dict(),
-                })
+                ckpt.save(done, engine, _state(done, result, source, mitigation))
             if on_step and rank.is_main:
                 on_step(done, cfg.steps, loss_value)
             if stop:
