@@ -13,12 +13,9 @@ import itertools
 import textwrap
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
-
-if TYPE_CHECKING:
-    from memctl.config import Config
 
 
 @functools.cache
@@ -67,6 +64,7 @@ def _commented_fields(obj: Any, indent: str) -> str:
     return "".join(out)
 
 
-def commented_yaml(cfg: Config) -> str:
-    """cfg as YAML with each field's docstring as `#` lines above it; loads back to cfg."""
+def commented_yaml(cfg: Any) -> str:
+    """cfg (a memctl.config.Config) as YAML with each field's docstring as `#` lines above
+    it; loads back to cfg."""
     return _commented_fields(cfg, "")

@@ -8,10 +8,6 @@ one module under peft/methods/ plus its line here.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from memctl.peft._method import Method
 
 METHODS: dict[str, str] = {
     "attention": "memctl.peft.methods.attention",
@@ -26,6 +22,6 @@ METHODS: dict[str, str] = {
 SPACES: tuple[str, ...] = ("blocks16", "attn32", "paper13")
 
 
-def method_class(name: str) -> type[Method]:
-    """The Method subclass registered as `name` (KeyError when there is none)."""
+def method_class(name: str) -> type:
+    """The peft._method.Method subclass registered as `name` (KeyError when there is none)."""
     return importlib.import_module(METHODS[name]).METHOD
