@@ -31,12 +31,14 @@ from memctl.config_docs import commented_yaml
 from memctl.errors import UserError
 from memctl.peft import registry as peft_registry
 
-# Choices of peft.method, peft.space and search.executor (and the CLI's): the registries'
-# names. launch/ reads this module, so the executor names are listed here and
-# tests/test_registries.py checks them against launch.backends.BACKENDS.
+# Choices of peft.method, peft.space, search.executor and train.mitigation (and the CLI's):
+# the registries' names. launch/ and train/ read this module, so their names are listed here
+# and tests/test_registries.py checks them against launch.backends.BACKENDS and
+# train.mitigations.MITIGATIONS.
 METHODS = tuple(peft_registry.METHODS)
 SPACES = peft_registry.SPACES
 EXECUTORS = ("local", "debug", "slurm")
+MITIGATIONS = ("none", "rwa", "threshold")
 
 
 @dataclass
@@ -180,7 +182,7 @@ class TrainConfig:
         _choice(self, "precision", ("fp32", "bf16"))
         _check(self.zero_stage in (0, 1, 2), "zero_stage",
                f"must be 0, 1 or 2, got {self.zero_stage!r}")
-        _choice(self, "mitigation", ("none", "rwa", "threshold"))
+        _choice(self, "mitigation", MITIGATIONS)
         _check(0 <= self.rwa_prob <= 1, "rwa_prob", f"must be in [0, 1], got {self.rwa_prob}")
         _check(0 < self.threshold_quantile <= 1, "threshold_quantile",
                f"must be in (0, 1], got {self.threshold_quantile}")

@@ -9,12 +9,14 @@ from memctl.launch.backends import BACKENDS, get_backend
 from memctl.metrics.features import EXTRACTORS
 from memctl.peft import _spaces, registry
 from memctl.peft._method import Method
+from memctl.train.mitigations import MITIGATIONS
 
 
 def test_config_choices_are_the_registries_names():
     assert tuple(registry.METHODS) == config.METHODS
     assert tuple(registry.SPACES) == config.SPACES
     assert set(config.EXECUTORS) == set(BACKENDS)
+    assert ("none", *MITIGATIONS) == config.MITIGATIONS
 
 
 def test_every_method_module_defines_its_method_under_its_name():
@@ -28,7 +30,9 @@ def test_every_space_has_a_layout():
     assert set(_spaces.NOMINAL_BITS) == set(registry.SPACES)
 
 
-def test_every_backend_and_extractor_module_defines_its_class_under_its_name():
+def test_every_backend_extractor_and_mitigation_module_defines_its_class_under_its_name():
+    for name, module in MITIGATIONS.items():
+        assert importlib.import_module(module).MITIGATION.name == name
     for name in BACKENDS:
         assert get_backend(name).name == name
     for name, module in EXTRACTORS.items():
