@@ -33,7 +33,9 @@ import torch
 from PIL import Image
 
 from memctl import peft
-from memctl.data.cache import CacheReader, Encoders, build_cache, default_workers, load_image
+from memctl.data.cache import CacheReader
+from memctl.data.cache_build import Encoders, build_cache, default_workers
+from memctl.data.images import load_image
 from memctl.data.sources import Record, read_csv_manifest
 from memctl.data.synth import write_synth_dataset
 from memctl.models.arch import build_unet

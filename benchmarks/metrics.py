@@ -24,7 +24,7 @@ from pathlib import Path
 import networkx as nx
 import torch
 
-from memctl.metrics import amd, d_mem, generate
+from memctl.metrics import SamplingSettings, amd, d_mem, generate
 from memctl.metrics.extraction import largest_clique
 from memctl.metrics.tiled import tiled_l2
 
@@ -149,17 +149,18 @@ def bench_dmem(prompts: int, generations: int, steps: int) -> None:
     embeds = torch.randn(prompts, 8, 64, generator=gen)
     empty = torch.randn(1, 8, 64, generator=gen)
     rows = embeds.repeat_interleave(generations, dim=0)
-    kw = dict(num_inference_steps=steps, seed=0, batch_size=8)
+    kw = SamplingSettings(num_inference_steps=steps, seed=0, batch_size=8)
     # Warm-up: first calls pay one-off kernel selection and lazy imports.
-    generate(unet, vae, scheduler, rows[:2], empty, num_inference_steps=1, return_dmem=True)
+    generate(unet, vae, scheduler, rows[:2], empty, SamplingSettings(num_inference_steps=1),
+             return_dmem=True)
 
     start = time.perf_counter()
-    shared = generate(unet, vae, scheduler, rows, empty, return_dmem=True, **kw)
+    shared = generate(unet, vae, scheduler, rows, empty, kw, return_dmem=True)
     t_shared = time.perf_counter() - start
 
     start = time.perf_counter()
-    generate(unet, vae, scheduler, rows, empty, **kw)
-    value = d_mem(unet, embeds, empty, scheduler, generations=generations, **kw)
+    generate(unet, vae, scheduler, rows, empty, kw)
+    value = d_mem(unet, embeds, empty, scheduler, kw, generations=generations)
     t_separate = time.perf_counter() - start
 
     print(f"[d_mem] {prompts} prompts x {generations} generations, {steps} DDIM steps, 64 px")

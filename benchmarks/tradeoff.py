@@ -55,7 +55,7 @@ def sanity(run_dir: Path) -> dict:
     import torch
 
     from memctl.config import load_config
-    from memctl.data.cache import load_image
+    from memctl.data.images import load_image
     from memctl.metrics.sanity import min_distinct_tiled_l2, vae_reconstruction_l2
     from memctl.models.load import load_components
     from memctl.workspace import open_workspace

@@ -9,56 +9,36 @@ are the embedded tiny setup (configs/tiny.yaml spells them out).
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
-import functools
-import inspect
-import itertools
-import textwrap
-import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from memctl.config_checks import (
+    _apply_override,
+    _build,
+    _check,
+    _choice,
+    _Invalid,
+    _non_negative,
+    _positive,
+)
+from memctl.config_docs import commented_yaml
 from memctl.errors import UserError
+from memctl.peft import registry as peft_registry
 
-METHODS = ("attention", "svdiff", "difffit", "lora", "full", "freeze")
-SPACES = ("blocks16", "attn32", "paper13")
+# Choices of peft.method, peft.space, search.executor and train.mitigation (and the CLI's):
+# the registries' names. launch/ and train/ read this module, so their names are listed here
+# and tests/test_registries.py checks them against launch.backends.BACKENDS and
+# train.mitigations.MITIGATIONS.
+METHODS = tuple(peft_registry.METHODS)
+SPACES = peft_registry.SPACES
 EXECUTORS = ("local", "debug", "slurm")
-
-
-class _Invalid(ValueError):
-    """Raised by __post_init__ checks: (field, message)."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
-        self.name, self.message = name, message
-
-
-def _check(ok: bool, name: str, message: str) -> None:
-    if not ok:
-        raise _Invalid(name, message)
-
-
-def _positive(obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        _check(value > 0, name, f"must be > 0, got {value!r}")
-
-
-def _non_negative(obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        _check(value >= 0, name, f"must be >= 0, got {value!r}")
-
-
-def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(obj, name)
-    _check(value in choices, name, f"must be one of {', '.join(choices)}; got {value!r}")
+MITIGATIONS = ("none", "rwa", "threshold")
 
 
 @dataclass
@@ -202,7 +182,7 @@ class TrainConfig:
         _choice(self, "precision", ("fp32", "bf16"))
         _check(self.zero_stage in (0, 1, 2), "zero_stage",
                f"must be 0, 1 or 2, got {self.zero_stage!r}")
-        _choice(self, "mitigation", ("none", "rwa", "threshold"))
+        _choice(self, "mitigation", MITIGATIONS)
         _check(0 <= self.rwa_prob <= 1, "rwa_prob", f"must be in [0, 1], got {self.rwa_prob}")
         _check(0 < self.threshold_quantile <= 1, "threshold_quantile",
                f"must be in (0, 1], got {self.threshold_quantile}")
@@ -343,70 +323,6 @@ class Config:
 # Loading
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Checks `value` against a type hint; ints are accepted for floats."""
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise _Invalid(where, f"must be a mapping, got {type(value).__name__}")
-        return _build(hint, value, where)
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(value, list):
-            raise _Invalid(where, f"must be a list, got {value!r}")
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"unsupported type {hint}")
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):  # YAML reads 1e-4 as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if hint is bool and not isinstance(value, bool):
-        raise _Invalid(where, f"must be true or false, got {value!r}")
-    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise _Invalid(where, f"must be an integer, got {value!r}")
-    if not isinstance(value, hint):
-        raise _Invalid(where, f"must be {hint.__name__}, got {value!r}")
-    return value
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    for key in data:
-        if key not in known:
-            where = f"{prefix}.{key}" if prefix else str(key)
-            raise _Invalid(where, f"unknown field (valid: {', '.join(sorted(known))})")
-    kwargs = {}
-    for key, value in data.items():
-        where = f"{prefix}.{key}" if prefix else key
-        kwargs[key] = _coerce(value, hints[key], where)
-    try:
-        return cls(**kwargs)
-    except _Invalid as err:
-        where = f"{prefix}.{err.name}" if prefix else err.name
-        raise _Invalid(where, err.message) from None
-
-
-def _apply_override(data: dict[str, Any], override: str) -> None:
-    if "=" not in override:
-        raise UserError(f"override {override!r}: expected section.field=value")
-    dotted, raw = override.split("=", 1)
-    keys = dotted.strip().split(".")
-    node = data
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise UserError(f"override {override!r}: {key} is not a section")
-    try:
-        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as err:
-        raise UserError(f"override {override!r}: cannot parse value: {err}") from None
-
-
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
     """Loads a YAML config (or the embedded defaults when path is None) plus overrides."""
     source = str(path) if path else "<defaults>"
@@ -459,58 +375,3 @@ def dump_config(cfg: Config, path: Path, command: str, comments: bool = False) -
     docstring above it (a starter config documents itself)."""
     body = commented_yaml(cfg) if comments else yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     path.write_text(f"# {command}\n" + body)
-
-
-# ---------------------------------------------------------------------------------------------
-# Field documentation
-
-
-@functools.cache
-def field_docs() -> dict[tuple[str, str], str]:
-    """{(class name, field): docstring} for the dataclasses above. The string literal after a
-    field is dropped at run time, so it is read from this file's source; empty when the
-    source is not shipped (the docs are a nicety, never needed to run)."""
-    try:
-        tree = ast.parse(Path(__file__).read_text())
-    except OSError:
-        return {}
-    docs: dict[tuple[str, str], str] = {}
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef):
-            docs.update(_class_field_docs(node))
-    return docs
-
-
-def _class_field_docs(cls: ast.ClassDef) -> dict[tuple[str, str], str]:
-    """Each annotated field directly followed by a string literal."""
-    docs = {}
-    for stmt, after in itertools.pairwise(cls.body):
-        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)):
-            docs[(cls.name, stmt.target.id)] = inspect.cleandoc(after.value.value)
-    return docs
-
-
-def _comment(doc: str, indent: str) -> str:
-    return "".join(f"{indent}# {line}".rstrip() + "\n" for line in doc.splitlines())
-
-
-def _commented_fields(obj: Any, indent: str) -> str:
-    """obj's fields as YAML at `indent`, each headed by its docstring."""
-    docs = field_docs()
-    out = []
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        out.append(_comment(docs.get((type(obj).__name__, f.name), ""), indent))
-        if dataclasses.is_dataclass(value):  # a section: a blank line sets it apart
-            out[-1] = "\n" + out[-1]
-            out.append(f"{indent}{f.name}:\n" + _commented_fields(value, indent + "  "))
-        else:
-            out.append(textwrap.indent(yaml.safe_dump({f.name: value}, sort_keys=False), indent))
-    return "".join(out)
-
-
-def commented_yaml(cfg: Config) -> str:
-    """cfg as YAML with each field's docstring as `#` lines above it; loads back to cfg."""
-    return _commented_fields(cfg, "")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from memctl.config import Config
 from memctl.data import cache as cache_mod
+from memctl.data import cache_build
 from memctl.data.sources import Record, SourceOptions, SourceResult, load_source
 from memctl.data.splits import (
     ProxySet,
@@ -120,7 +121,7 @@ def _official(cfg: Config, recs: list[Record]) -> list[str] | None:
 
 
 def _cache_path(cfg: Config, recs: list[Record], model_fp: str) -> Path:
-    fp = cache_mod.cache_fingerprint(recs, model_fp, cfg.model.resolution)
+    fp = cache_build.cache_fingerprint(recs, model_fp, cfg.model.resolution)
     d = cfg.data
     # The official labels decide splits too: a changed split file must give a new cache.
     official = (hashlib.sha256("\n".join(r.split for r in recs).encode()).hexdigest()[:8]
@@ -169,7 +170,7 @@ def prepare(cfg: Config, progress: Progress | None = None) -> Workspace:
     mdir = model_dir(cfg)
     source = load_records(cfg)
     recs = source.records
-    model_fp = cache_mod.model_fingerprint(mdir)
+    model_fp = cache_build.model_fingerprint(mdir)
     path = _cache_path(cfg, recs, model_fp)
     labels = assign_splits([r.subject_id for r in recs], cfg.data.val_fraction,
                            cfg.data.test_fraction, cfg.data.split_seed,
@@ -178,13 +179,13 @@ def prepare(cfg: Config, progress: Progress | None = None) -> Workspace:
         from memctl.models.load import load_components
 
         comps = load_components(mdir)
-        enc = cache_mod.Encoders(comps.vae, comps.tokenizer, comps.text_encoder)
-        cache_mod.build_cache(path, recs, labels, enc, model_fp, cfg.model.resolution,
+        enc = cache_build.Encoders(comps.vae, comps.tokenizer, comps.text_encoder)
+        cache_build.build_cache(path, recs, labels, enc, model_fp, cfg.model.resolution,
                               cfg.data.cache_batch_size, progress, skipped=source.skipped,
                               workers=cfg.data.cache_workers)
     else:
         cache_mod.check_cache(path, model_fp, cfg.model.resolution,
-                              cache_mod.cache_fingerprint(recs, model_fp, cfg.model.resolution))
+                              cache_build.cache_fingerprint(recs, model_fp, cfg.model.resolution))
     _write_splits(cfg, path, recs, labels)
     return Workspace(cfg.run_path, mdir, path)
 
@@ -192,7 +193,7 @@ def prepare(cfg: Config, progress: Progress | None = None) -> Workspace:
 def _resolve(cfg: Config) -> tuple[Path, Path]:
     """(model directory, cache path) of an already prepared config; builds nothing."""
     mdir = model_dir(cfg, build=False)
-    return mdir, _cache_path(cfg, records(cfg), cache_mod.model_fingerprint(mdir))
+    return mdir, _cache_path(cfg, records(cfg), cache_build.model_fingerprint(mdir))
 
 
 def _existing(cfg: Config, mdir: Path, path: Path) -> Workspace:

@@ -15,6 +15,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Overrides that shrink the embedded default for end-to-end runs through the CLI.
+SMALL = [
+    "data.synth_n=60", "data.dmem_size=4", "data.dmem_repeats=4", "train.steps=6",
+    "train.retrain_steps=6", "train.batch_size=4", "train.lr=1e-3", "eval.fid_samples=6",
+    "eval.num_inference_steps=3", "eval.dmem_timesteps=[200,700]", "eval.dmem_noise_seeds=1",
+    "search.population_size=2",
+]
+
+
 def small_config(run_dir: Path, **sections) -> Config:
     """The embedded default shrunk further so a trial takes a few seconds."""
     cfg = load_config(None, [

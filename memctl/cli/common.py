@@ -1,4 +1,5 @@
-"""Shared CLI pieces: config loading options, JSON output, rich progress."""
+"""Shared CLI pieces: config loading options and flags, JSON output, rich progress, the
+summary line of an evaluation."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from memctl.cli.output import emit, make_console
-from memctl.config import Config, load_config
+from memctl.config import Config, load_config, replace_section
 
 console: Console = make_console(stderr=True)
 
@@ -166,6 +167,29 @@ def command_line() -> str:
     return "memctl " + " ".join(sys.argv[1:])
 
 
-def cfg_summary(cfg: Config) -> str:
-    return (f"method={cfg.peft.method} space={cfg.peft.space} run_dir={cfg.run_dir} "
-            f"model={cfg.model.path or 'embedded tiny'} data={cfg.data.source}")
+# Where each flag lands in the config; every flag is validated like a config field.
+_FLAG_FIELDS = {"trials": ("search", "trials"), "workers": ("search", "workers"),
+                "executor": ("search", "executor"), "storage": ("search", "storage"),
+                "study": ("search", "study"), "partition": ("slurm", "partition"),
+                "container": ("slurm", "container"), "method": ("peft", "method"),
+                "space": ("peft", "space")}
+
+
+def apply_flags(cfg: Config, **flags: Any) -> Config:
+    """Command-line flags win over the config file."""
+    for flag, value in flags.items():
+        if value is None or flag not in _FLAG_FIELDS:
+            continue
+        section, name = _FLAG_FIELDS[flag]
+        cfg = replace_section(cfg, section, f"--{flag}", **{name: value})
+    return cfg
+
+
+def summary_line(name: str, ev: dict) -> str:
+    """One line of an evaluation (memctl.runs.evaluate)."""
+    ti = ev["text_image"]
+    ti_text = f"{ti['name']} {ti['value']:.3f}" if ti["value"] is not None else "text-image n/a"
+    ex = ev["extraction"]
+    return (f"{name}: FID {ev['fid_test']:.2f}, AMD {ev['amd']:.4f}, {ti_text}, "
+            f"extracted {ex['n_extracted']}/{ex['prompts']} (memorised {ex['n_memorised']}), "
+            f"d_mem {ev['d_mem']:.4f}")

@@ -10,6 +10,7 @@ from memctl.cli import main
 from memctl.cli.common import emit_json
 from memctl.cli.output import emit
 from memctl.errors import UserError
+from memctl.peft.registry import METHODS, SPACES
 
 
 @main.group()
@@ -20,9 +21,9 @@ def peft() -> None:
 @peft.command("count")
 @click.option("--model", "model_dir", help="Diffusers pipeline or unet directory (config only).")
 @click.option("--arch", help="Built-in architecture instead of --model (sd15).")
-@click.option("--method", required=True, help="svdiff, difffit, attention, lora, full, freeze.")
+@click.option("--method", required=True, help=", ".join(METHODS) + ".")
 @click.option("--mask", "mask", required=True, help="Bits: 1101... or 1,1,0,1,...")
-@click.option("--space", default="blocks16", show_default=True, help="blocks16, attn32, paper13.")
+@click.option("--space", default="blocks16", show_default=True, help=", ".join(SPACES) + ".")
 @click.option("--always", default="", help="Comma-separated groups that always train.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable, with per-block counts.")
 def count(

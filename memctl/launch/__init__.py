@@ -1,0 +1,2 @@
+"""Where jobs run: executors (submitit; one module per backend under backends/), container
+wrapping (Apptainer), cluster queries (sinfo, squeue)."""

@@ -8,13 +8,14 @@ from memctl.metrics.amd import amd, nearest_cosine_distance
 from memctl.metrics.dmem import d_mem, d_mem_noised
 from memctl.metrics.extraction import ExtractionResult, PromptExtraction, extraction_attack
 from memctl.metrics.frechet import fid, frechet_distance, frechet_from_stats, gaussian_stats
-from memctl.metrics.sampling import GenerationResult, generate
+from memctl.metrics.sampling import GenerationResult, SamplingSettings, generate
 from memctl.metrics.tiled import normalised_l2, tiled_l2
 
 __all__ = [
     "ExtractionResult",
     "GenerationResult",
     "PromptExtraction",
+    "SamplingSettings",
     "amd",
     "d_mem",
     "d_mem_noised",

@@ -9,6 +9,7 @@ one random timestep and a batch max as the official MemControl code did.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from memctl.metrics._tensors import eval_mode, module_device, module_dtype
-from memctl.metrics.sampling import denoise
+from memctl.metrics.sampling import DEFAULT_SAMPLING, SamplingSettings, denoise
 
 # Evenly spread over the 1000-step training schedule, from mostly-clean to mostly-noise.
 DEFAULT_TIMESTEPS = (100, 300, 500, 700, 900)
@@ -94,14 +95,9 @@ def d_mem(
     prompt_embeds: torch.Tensor,
     empty_embeds: torch.Tensor,
     scheduler: object,
+    settings: SamplingSettings = DEFAULT_SAMPLING,
     *,
-    latent_shape: tuple[int, ...] | None = None,
-    num_inference_steps: int = 50,
     generations: int = 4,
-    guidance_scale: float = 7.5,
-    seed: int = 0,
-    batch_size: int = 16,
-    dtype: torch.dtype | None = None,
 ) -> float:
     """Trajectory d_mem: DDIM + CFG sampling, gap recorded at every step.
 
@@ -112,18 +108,7 @@ def d_mem(
     too, call ``generate(..., return_dmem=True)`` on the repeated embeddings instead.
     """
     repeated = prompt_embeds.repeat_interleave(generations, dim=0)
-    _, value = denoise(
-        unet,
-        scheduler,
-        repeated,
-        empty_embeds,
-        num_inference_steps=num_inference_steps,
-        guidance_scale=guidance_scale,
-        seed=seed,
-        batch_size=batch_size,
-        latent_shape=latent_shape,
-        return_dmem=True,
-        dtype=dtype,
-    )
+    _, value = denoise(unet, scheduler, repeated, empty_embeds,
+                       dataclasses.replace(settings, sampler="ddim"), return_dmem=True)
     assert value is not None
     return value

@@ -20,6 +20,26 @@ class GenerationResult:
     dmem: float | None  # mean ||eps_c - eps_u|| over prompts and steps, if requested
 
 
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How generation samples: steps, guidance, seeds, batching, latent shape, sampler."""
+
+    num_inference_steps: int = 50
+    guidance_scale: float = 7.5
+    seed: int = 0
+    """Row i of the prompts starts from initial_noise(i, seed, ...)."""
+    batch_size: int = 16
+    latent_shape: tuple[int, ...] | None = None
+    """None: the U-Net's own sample size (default_latent_shape)."""
+    dtype: torch.dtype | None = None
+    """U-Net compute dtype; None: the U-Net's parameter dtype."""
+    sampler: str = "ddim"
+    """One of SAMPLERS."""
+
+
+DEFAULT_SAMPLING = SamplingSettings()
+
+
 def initial_noise(index: int, seed: int, latent_shape: tuple[int, ...]) -> torch.Tensor:
     """Starting latent of sample ``index``: a CPU generator seeded ``seed + index``.
 
@@ -58,15 +78,9 @@ def denoise(
     scheduler: object,
     prompt_embeds: torch.Tensor,
     empty_embeds: torch.Tensor,
+    settings: SamplingSettings = DEFAULT_SAMPLING,
     *,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 7.5,
-    seed: int = 0,
-    batch_size: int = 16,
-    latent_shape: tuple[int, ...] | None = None,
     return_dmem: bool = False,
-    dtype: torch.dtype | None = None,
-    sampler: str = "ddim",
 ) -> tuple[torch.Tensor, float | None]:
     """DDIM (eta 0) or DPM-Solver with CFG; returns final latents (N, *latent_shape) on CPU,
     and d_mem.
@@ -74,14 +88,17 @@ def denoise(
     Row i of ``prompt_embeds`` starts from ``initial_noise(i, seed, ...)``. d_mem is
     ||eps_c - eps_u||_2 over the whole latent, in float32, averaged over steps and rows.
     """
+    num_inference_steps, guidance_scale = settings.num_inference_steps, settings.guidance_scale
+    seed, batch_size, sampler = settings.seed, settings.batch_size, settings.sampler
     if prompt_embeds.ndim != 3 or empty_embeds.shape[0] != 1:
         raise ValueError(
             f"need prompt_embeds (N, L, D) and empty_embeds (1, L, D), got "
             f"{tuple(prompt_embeds.shape)} and {tuple(empty_embeds.shape)}"
         )
     device = module_device(unet)
-    dtype = dtype or module_dtype(unet)
-    shape = tuple(latent_shape) if latent_shape is not None else default_latent_shape(unet)
+    dtype = settings.dtype or module_dtype(unet)
+    shape = (tuple(settings.latent_shape) if settings.latent_shape is not None
+             else default_latent_shape(unet))
     out, norm_sum, norm_count = [], torch.zeros((), dtype=torch.float64, device=device), 0
     with eval_mode(unet):
         for start in range(0, len(prompt_embeds), batch_size):
@@ -126,15 +143,9 @@ def generate(
     scheduler: object,
     prompt_embeds: torch.Tensor,
     empty_embeds: torch.Tensor,
+    settings: SamplingSettings = DEFAULT_SAMPLING,
     *,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 7.5,
-    seed: int = 0,
-    batch_size: int = 16,
-    latent_shape: tuple[int, ...] | None = None,
     return_dmem: bool = False,
-    dtype: torch.dtype | None = None,
-    sampler: str = "ddim",
 ) -> GenerationResult:
     """One image per row of ``prompt_embeds`` (repeat rows for several generations).
 
@@ -142,18 +153,6 @@ def generate(
     scheduler only provides the config for a DDIM scheduler (SD's config works); ``dtype``
     is the U-Net compute dtype (default: the U-Net's parameter dtype).
     """
-    latents, dmem = denoise(
-        unet,
-        scheduler,
-        prompt_embeds,
-        empty_embeds,
-        num_inference_steps=num_inference_steps,
-        guidance_scale=guidance_scale,
-        seed=seed,
-        batch_size=batch_size,
-        latent_shape=latent_shape,
-        return_dmem=return_dmem,
-        dtype=dtype,
-        sampler=sampler,
-    )
-    return GenerationResult(decode(vae, latents, batch_size=batch_size), dmem)
+    latents, dmem = denoise(unet, scheduler, prompt_embeds, empty_embeds, settings,
+                            return_dmem=return_dmem)
+    return GenerationResult(decode(vae, latents, batch_size=settings.batch_size), dmem)

@@ -15,15 +15,34 @@ Semantics (spaces are described in _spaces):
   plain full fine-tuning. `freeze` trains nothing.
 - `paper13` reproduces the official code instead: a 0 bit removes only what its name
   filter removes, and the remainder of the U-Net trains whatever the mask.
+
+Names of methods and spaces live in peft.registry (no torch); the rest of this surface is
+imported on first use, so `memctl.peft.registry` is cheap to import from config.
 """
 
-from memctl.peft import methods as _methods  # noqa: F401  (registers every method)
-from memctl.peft._adapter import Adapter, apply, block_names, num_bits
-from memctl.peft._blocks import ALWAYS
-from memctl.peft._export import load_adapter, save_adapter
-from memctl.peft._method import METHODS
-from memctl.peft._spaces import SPACES
-from memctl.peft.mask import MaskSpec, parse_bits
+from __future__ import annotations
+
+import importlib
+
+from memctl.peft.registry import METHODS, SPACES
+
+_LAZY = {
+    "Adapter": "memctl.peft._adapter",
+    "apply": "memctl.peft._adapter",
+    "block_names": "memctl.peft._adapter",
+    "num_bits": "memctl.peft._adapter",
+    "ALWAYS": "memctl.peft._blocks",
+    "load_adapter": "memctl.peft._export",
+    "save_adapter": "memctl.peft._export",
+    "MaskSpec": "memctl.peft.mask",
+    "parse_bits": "memctl.peft.mask",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ALWAYS",

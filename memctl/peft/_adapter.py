@@ -44,10 +44,6 @@ class Adapter:
         self._total = total
         self.options = dict(options or {})  # the method's options, as given to apply()
 
-    @property
-    def method_name(self) -> str:
-        return self.method.name
-
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.params.values())
 

@@ -1,4 +1,4 @@
-"""The contract every PEFT method implements, and the registry that maps names to methods."""
+"""The contract every PEFT method implements; `make` builds one by name (peft.registry)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from torch import nn
 
 from memctl.errors import UserError
 from memctl.peft._target import Target
+from memctl.peft.registry import METHODS, method_class
 
 Params = dict[str, nn.Parameter]
 
@@ -49,17 +50,9 @@ class Method:
         """Default: the trainable tensors are the model's own weights; nothing to bake."""
 
 
-METHODS: dict[str, type[Method]] = {}
-
-
-def register(cls: type[Method]) -> type[Method]:
-    METHODS[cls.name] = cls
-    return cls
-
-
 def make(name: str, **options) -> Method:
     try:
-        cls = METHODS[name]
+        cls = method_class(name)
     except KeyError:
         raise UserError(f"method: unknown {name!r}; choose from {', '.join(METHODS)}") from None
     try:

@@ -17,8 +17,8 @@ from torch import nn
 from memctl.errors import UserError
 from memctl.peft._adapter import Adapter, apply, block_names
 from memctl.peft._blocks import ALWAYS
-from memctl.peft._method import METHODS
-from memctl.peft._spaces import NOMINAL_BITS, SPACES
+from memctl.peft._spaces import NOMINAL_BITS
+from memctl.peft.registry import METHODS, SPACES
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from memctl.search.baselines import BASELINES
+from memctl.runs.baselines import BASELINES
 
 
 @dataclass

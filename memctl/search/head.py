@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import threading
 import time
@@ -21,10 +20,11 @@ from optuna.trial import TrialState
 from memctl import __version__, peft
 from memctl.config import Config
 from memctl.errors import Interrupted
-from memctl.launch.cluster import check_partition, record_slurm_jobs
+from memctl.launch.backends import get_backend
 from memctl.launch.container import config_binds
 from memctl.launch.executors import make_executor
-from memctl.search.objective import TrialContext, real_stats
+from memctl.runs.scoring import real_stats
+from memctl.search.objective import TrialContext
 from memctl.search.space import params_from_mask
 from memctl.search.study import check_reachable, create_study, mask_url, storage_url
 from memctl.search.worker import Worker, WorkerSpec, reclaim_dead_local_trials
@@ -125,8 +125,8 @@ def run_search(
 ) -> SearchResult:
     url = storage_url(cfg)
     check_reachable(url)  # before the cache build, which can take hours
-    if cfg.search.executor == "slurm":  # likewise: a request no node can hold pends forever
-        check_partition(cfg.slurm)
+    backend = get_backend(cfg.search.executor)
+    backend.check(cfg.slurm)  # likewise: a request no node can hold pends forever
     ctx = build_context(cfg, progress)
     study = setup_study(cfg, ctx, url, enqueue)
     # Real-image statistics once here, so workers never race to write them.
@@ -138,26 +138,22 @@ def run_search(
                cfg.model.resolution)
     folder = Path(cfg.run_dir) / "jobs" / cfg.search.study / time.strftime("%Y%m%d-%H%M%S")
     workers = cfg.search.workers
-    if cfg.search.executor == "slurm":
-        threads = cfg.slurm.cpus_per_task
-    else:  # local workers share this machine's cores
-        threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = backend.threads_per_worker(cfg.slurm, workers)
     executor = make_executor(cfg.search.executor, folder, cfg.slurm,
                              name=f"memctl-{cfg.search.study}", workers=workers,
                              threads_per_worker=threads,
                              binds=[*config_binds(cfg), ctx.model_dir,
                                     str(Path(ctx.cache_path).parent)])
     specs = [WorkerSpec(cfg.to_dict(), url, ctx, cfg.search.trials, i) for i in range(workers)]
-    if cfg.search.executor != "slurm":
+    if backend.on_this_machine:
         reclaimed = reclaim_dead_local_trials(study, cfg.search.max_retries)
         if reclaimed:
             log.info("re-enqueued trial(s) %s of local workers that are gone", reclaimed)
-    with _sigint_ignored(cfg.search.executor == "local"):
+    with _sigint_ignored(backend.ignores_sigint):
         jobs = executor.map_array(Worker(), specs)
     result = SearchResult(cfg.search.study, mask_url(url), StudyCounts.of(study),
                           [str(j.job_id) for j in jobs], submitit_folder=str(folder))
-    if cfg.search.executor == "slurm":
-        record_slurm_jobs(study, result.job_ids)
+    backend.record_jobs(study, result.job_ids)
     if not follow:
         return result
     with StopOnSignal((signal.SIGINT, signal.SIGTERM), message=None) as interrupted:
@@ -188,7 +184,8 @@ def _follow(cfg: Config, jobs: list, study: optuna.Study, interrupted: Callable[
             on_poll: Callable[[StudyCounts], None] | None, poll_s: float) -> None:
     """Follows the workers until they end; on Ctrl-C stops them and raises
     SearchInterrupted once they have handed their trials back."""
-    if cfg.search.executor == "debug":  # debug jobs run in this process when asked for results
+    backend = get_backend(cfg.search.executor)
+    if backend.runs_in_process:  # debug jobs run in this process when asked for results
         for j in jobs:
             try:
                 j.result()
@@ -199,11 +196,9 @@ def _follow(cfg: Config, jobs: list, study: optuna.Study, interrupted: Callable[
     _wait(lambda: not interrupted() and not all(j.done() for j in jobs), study, on_poll, poll_s)
     if not interrupted():
         return
-    if cfg.search.executor == "slurm":
-        ids = " ".join(str(j.job_id) for j in jobs)
-        raise SearchInterrupted(f"stopped following; the SLURM workers keep running "
-                                f"(`memctl status` follows the study, `scancel {ids}` stops "
-                                f"them)")
+    keeps_running = backend.keeps_running_message([str(j.job_id) for j in jobs])
+    if keeps_running:
+        raise SearchInterrupted(keeps_running)
     for j in jobs:
         _stop_local_job(j)
     _wait(lambda: not all(j.done() for j in jobs), study, on_poll, poll_s)

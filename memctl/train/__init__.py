@@ -1,1 +1,2 @@
-"""Fine-tuning on the cache: one loop, a torch or DeepSpeed engine, checkpoints, mitigations."""
+"""Fine-tuning on the cache: one loop, a torch or DeepSpeed engine, checkpoints, and
+mitigations as hooks the loop calls (hooks.py, mitigations/)."""

@@ -14,7 +14,7 @@ import torch
 
 from memctl.data.cache import CachedSet
 from memctl.train.distributed import Rank
-from memctl.train.mitigations import RandomWordAugmentation
+from memctl.train.hooks import Mitigation
 
 
 class BatchSampler:
@@ -52,10 +52,11 @@ class Batch:
 class BatchSource:
     def __init__(self, data: CachedSet, batch_size: int, seed: int, rank: Rank,
                  scaling_factor: float, num_train_timesteps: int,
-                 rwa: RandomWordAugmentation | None = None,
+                 mitigation: Mitigation | None = None,
                  captions: Sequence[str] = ()) -> None:
         self.data, self.rank, self.batch_size, self.captions = data, rank, batch_size, captions
-        self.scale, self.timesteps, self.rwa = scaling_factor, num_train_timesteps, rwa
+        self.scale, self.timesteps = scaling_factor, num_train_timesteps
+        self.mitigation = mitigation or Mitigation()
         self.sampler = BatchSampler(len(data), batch_size * rank.world_size, seed)
         # rank 0 uses the plain seed, so a lone process draws what it always drew
         self.gen = torch.Generator().manual_seed(seed + 1_000_003 * rank.rank)
@@ -68,25 +69,16 @@ class BatchSource:
         eps = torch.randn(std.shape, generator=self.gen)
         latents = (data.latent_mean[idx].float() + std * eps) * self.scale
         rows = data.prompt_index[idx]
-        augmented = 0
-        if self.rwa is not None:
-            cond, new = self.rwa.conditioning(rows, data.prompt_embeds, self.captions)
-            augmented = sum(c is not None for c in new)
-        else:
-            cond = data.prompt_embeds[rows]
+        changed = self.mitigation.batch_conditioning(rows, data.prompt_embeds, self.captions)
+        cond, augmented = changed if changed is not None else (data.prompt_embeds[rows], 0)
         cond = cond.float()
         noise = torch.randn(latents.shape, generator=self.gen)
         t = torch.randint(0, self.timesteps, (latents.shape[0],), generator=self.gen)
         return Batch(idx, latents, cond, noise, t, augmented)
 
     def state_dict(self) -> dict:
-        state = {"sampler": self.sampler.state_dict(), "gen": self.gen.get_state()}
-        if self.rwa is not None:
-            state["rwa"] = self.rwa.state_dict()
-        return state
+        return {"sampler": self.sampler.state_dict(), "gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state["sampler"])
         self.gen.set_state(state["gen"])
-        if self.rwa is not None:
-            self.rwa.load_state_dict(state["rwa"])

@@ -25,13 +25,12 @@ from torch import nn
 
 from memctl.config import TrainConfig
 from memctl.data.cache import CachedSet
-from memctl.errors import UserError
 from memctl.train import distributed, rng
 from memctl.train.batches import Batch, BatchSampler, BatchSource
 from memctl.train.checkpoint import Checkpointer
 from memctl.train.engine import Engine, make_engine
+from memctl.train.hooks import Mitigation, make_mitigation
 from memctl.train.metrics_log import MetricsLog
-from memctl.train.mitigations import ThresholdFilter, make_rwa, make_threshold
 from memctl.train.schedule import lr_lambda
 from memctl.train.stop import TrainingStopped
 
@@ -79,17 +78,17 @@ def _target(noise_scheduler, latents: torch.Tensor, noise: torch.Tensor,
 
 
 def micro_step(engine: Engine, batch: Batch, noise_scheduler, empty: torch.Tensor,
-               threshold: ThresholdFilter | None) -> tuple[torch.Tensor, int]:
-    """Denoising loss of one micro-batch (after the threshold drop) and how many it dropped."""
+               mitigation: Mitigation) -> tuple[torch.Tensor, int]:
+    """Denoising loss of one micro-batch (after the mitigation's drop) and how many it
+    dropped."""
     dev = engine.device
     latents, noise, t = batch.latents.to(dev), batch.noise.to(dev), batch.t.to(dev)
     cond = batch.cond.to(dev)
     noisy = noise_scheduler.add_noise(latents, noise, t)
     target = _target(noise_scheduler, latents, noise, t)
-    keep = torch.ones(len(t), dtype=torch.bool)
-    if threshold is not None:
-        keep = threshold.keep(ThresholdFilter.norms(engine.forward, noisy, t, cond,
-                                                    empty.to(dev)))
+    keep = mitigation.keep_mask(engine.forward, noisy, t, cond, empty.to(dev))
+    if keep is None:
+        keep = torch.ones(len(t), dtype=torch.bool)
     dropped = int((~keep).sum())
     if dropped == len(t):
         # Still a forward and backward (zero gradient): data-parallel ranks must not diverge
@@ -101,6 +100,46 @@ def micro_step(engine: Engine, batch: Batch, noise_scheduler, empty: torch.Tenso
         noisy, t, cond, target = noisy[k], t[k], cond[k], target[k]
     pred = engine.forward(noisy, t, cond)
     return F.mse_loss(pred.float(), target.float()), dropped
+
+
+def _accumulate(engine: Engine, source: BatchSource, noise_scheduler, empty: torch.Tensor,
+                mitigation: Mitigation, cfg: TrainConfig, step: int) -> tuple[float, int, int]:
+    """One optimizer step's micro-batches: (summed loss, samples dropped, captions changed)."""
+    loss_sum, dropped, augmented = 0.0, 0, 0
+    for _ in range(cfg.grad_accum):
+        batch = source.next()
+        loss, n_dropped = micro_step(engine, batch, noise_scheduler, empty, mitigation)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}")
+        engine.backward(loss)
+        engine.step()
+        loss_sum += loss.item()
+        dropped += n_dropped
+        augmented += batch.augmented
+    return loss_sum, dropped, augmented
+
+
+def _state(done: int, result: TrainResult, source: BatchSource,
+           mitigation: Mitigation) -> dict:
+    """What a checkpoint holds besides the engine's weights and optimizer."""
+    return {"step": done, "losses": list(result.losses), "dropped": result.dropped,
+            "source": source.state_dict(), "rng": rng.capture(),
+            mitigation.name: mitigation.state_dict()}
+
+
+def _restore(ckpt: Checkpointer, engine: Engine, source: BatchSource, mitigation: Mitigation,
+             result: TrainResult) -> int:
+    """Restores the newest checkpoint, if any, into the run; the step it continues from."""
+    state = ckpt.restore(engine)
+    if state is None:
+        return 0
+    result.resumed_from = state["step"]
+    result.losses, result.dropped = list(state["losses"]), state["dropped"]
+    source.load_state_dict(state["source"])
+    if state.get(mitigation.name) is not None:
+        mitigation.load_state_dict(state[mitigation.name])
+    rng.restore(state["rng"])
+    return state["step"]
 
 
 def train(
@@ -122,7 +161,8 @@ def train(
 
     With `out_dir` and cfg.checkpoint_every, checkpoints go to out_dir/checkpoints and a
     rerun resumes from the newest one. rwa needs `tokenizer`, `text_encoder` and `captions`
-    (the text of each data.prompt_embeds row; see mitigations.prompt_captions).
+    (the text of each data.prompt_embeds row; see mitigations.rwa.prompt_captions).
+    A mitigation (cfg.mitigation) acts through the hooks of memctl.train.hooks.
     Once `should_stop()` is true on any rank, the current step is checkpointed and
     TrainingStopped raised (memctl.train.stop).
     """
@@ -143,30 +183,20 @@ def train(
     device = distributed.device_for(rank)
     if cfg.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    rwa = None
-    if cfg.mitigation == "rwa":  # checked before the engine starts: fail fast
-        rwa = make_rwa(cfg, tokenizer, text_encoder, rank.rank)
-        if captions is None or len(captions) != len(data.prompt_embeds):
-            raise UserError("train.mitigation=rwa needs the caption of every prompt embedding")
+    mitigation = make_mitigation(cfg, rank=rank.rank, tokenizer=tokenizer,  # fails fast
+                                 text_encoder=text_encoder, captions=captions,
+                                 n_prompts=len(data.prompt_embeds))
     unet.train()
     engine = make_engine(unet, groups, named, cfg, device, rank)
-    threshold = make_threshold(cfg) if cfg.mitigation == "threshold" else None
     source = BatchSource(data, cfg.batch_size, cfg.seed, rank, scaling_factor,
-                         noise_scheduler.config.num_train_timesteps, rwa, captions or ())
+                         noise_scheduler.config.num_train_timesteps, mitigation, captions or ())
 
     ckpt = None
     first = 0
     if out_dir is not None and cfg.checkpoint_every:
         ckpt = Checkpointer(out_dir / "checkpoints", cfg.keep_checkpoints, rank,
                             fingerprint(cfg, named, len(data), rank.world_size))
-        state = ckpt.restore(engine)
-        if state is not None:
-            first = result.resumed_from = state["step"]
-            result.losses, result.dropped = list(state["losses"]), state["dropped"]
-            source.load_state_dict(state["source"])
-            if threshold is not None:
-                threshold.load_state_dict(state["threshold"])
-            rng.restore(state["rng"])
+        first = _restore(ckpt, engine, source, mitigation, result)
 
     log = MetricsLog(out_dir / "metrics.jsonl" if out_dir and rank.is_main else None, first)
     global_batch = cfg.batch_size * cfg.grad_accum * rank.world_size
@@ -174,20 +204,9 @@ def train(
     try:
         for step in range(first, cfg.steps):
             lr = engine.lr()
-            loss_sum, dropped, augmented = 0.0, 0, 0
-            for _ in range(cfg.grad_accum):
-                batch = source.next()
-                loss, n_dropped = micro_step(engine, batch, noise_scheduler, data.empty_embed,
-                                             threshold)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {step}")
-                engine.backward(loss)
-                engine.step()
-                loss_sum += loss.item()
-                dropped += n_dropped
-                augmented += batch.augmented
-            if threshold is not None:
-                threshold.end_step()
+            loss_sum, dropped, augmented = _accumulate(engine, source, noise_scheduler,
+                                                       data.empty_embed, mitigation, cfg, step)
+            mitigation.end_step()
             # The stop request rides on the step's one collective: every rank stops together.
             loss_sum, dropped, augmented, stop = distributed.all_sum(
                 [loss_sum, dropped, augmented, float(bool(should_stop and should_stop()))],
@@ -201,18 +220,10 @@ def train(
                           "samples_per_s": (done - first) * global_batch
                           / (time.perf_counter() - start),
                           "dropped": int(dropped), "dropped_total": result.dropped}
-                if rwa is not None:
-                    record["augmented"] = int(augmented)
-                if threshold is not None and threshold.threshold is not None:
-                    record["threshold"] = threshold.threshold
-                log.write(record)
+                log.write({**record, **mitigation.log_fields(int(augmented))})
             if ckpt is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps
                                      or stop):
-                ckpt.save(done, engine, {
-                    "step": done, "losses": list(result.losses), "dropped": result.dropped,
-                    "source": source.state_dict(), "rng": rng.capture(),
-                    "threshold": threshold.state_dict() if threshold is not None else None,
-                })
+                ckpt.save(done, engine, _state(done, result, source, mitigation))
             if on_step and rank.is_main:
                 on_step(done, cfg.steps, loss_value)
             if stop:

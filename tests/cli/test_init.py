@@ -5,7 +5,8 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from memctl.cli import main
-from memctl.config import Config, field_docs, load_config
+from memctl.config import Config, load_config
+from memctl.config_docs import field_docs
 
 
 def _init(tmp_path, monkeypatch) -> list[str]:

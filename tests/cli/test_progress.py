@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from memctl.cli.common import PROGRESS_ENV, ProgressLines, console, progress_bar
-from tests.search.test_end_to_end import SMALL
+from tests.conftest import SMALL
 
 
 def _lines(every_s: float, updates: list[tuple[int, int, str]]) -> list[str]:

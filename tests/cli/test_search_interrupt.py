@@ -16,7 +16,7 @@ import optuna
 import pytest
 
 from memctl.search.space import mask_from_params
-from tests.search.test_end_to_end import SMALL
+from tests.conftest import SMALL
 
 STEPS = ["train.steps=16", "train.checkpoint_every=2"]
 

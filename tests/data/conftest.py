@@ -149,7 +149,7 @@ def imagenette_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def encoders(tiny_model_dir):
-    from memctl.data.cache import Encoders
+    from memctl.data.cache_build import Encoders
     from memctl.models.load import load_components
 
     comps = load_components(tiny_model_dir)

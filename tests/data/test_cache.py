@@ -11,13 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from memctl.data.cache import (
-    CacheReader,
-    Encoders,
-    build_cache,
-    check_cache,
-    load_image,
-)
+from memctl.data.cache import CacheReader, check_cache
+from memctl.data.cache_build import Encoders, build_cache
+from memctl.data.images import load_image
 from memctl.data.sources import Record, SourceOptions, load_source
 from memctl.data.splits import assign_splits
 from memctl.errors import UserError
@@ -169,7 +165,7 @@ def test_interrupted_text_phase_resumes(tmp_path, mimic_root, encoders, clean):
 KILLED_BUILD = """
 import sys, time
 from pathlib import Path
-from memctl.data.cache import Encoders
+from memctl.data.cache_build import Encoders
 from memctl.models.load import load_components
 from tests.data.test_cache import build
 

@@ -2,21 +2,18 @@
 
 No apptainer binary can be installed here: the def file is checked with spython and the
 project lint, and jobs run through a pass-through shim standing in for `apptainer exec`
-(`write_shim`, also used by test_sbatch.py) that checks and records its arguments, applies
+(tests/launch/_shim.py, also used by test_sbatch.py) that checks and records its arguments, applies
 the def file's %environment, then runs the command on the host.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -24,92 +21,14 @@ from memctl.config import SlurmConfig, load_config
 from memctl.errors import UserError
 from memctl.launch import container
 from memctl.launch.executors import make_executor
+from tests.launch._shim import DEF, REPO, load_script, read_calls, write_shim
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-REPO = Path(__file__).resolve().parents[2]
-DEF = REPO / "Apptainer.def"
 LOCK = REPO / "containers" / "requirements.lock"
-
-_SHIM = r"""#!/bin/bash
-# Stand-in for `apptainer exec [--nv] [--bind LIST] IMAGE CMD...`: checks the arguments as
-# apptainer would, applies the image's %environment, records the call, runs CMD on the host.
-set -euo pipefail
-here="$(dirname "$0")"
-die() { echo "apptainer-shim: $*" >&2; exit 97; }
-[[ "${1:-}" == exec ]] || die "expected 'exec', got '${1:-}'"
-shift
-nv=0
-binds=""
-while [[ $# -gt 0 && "$1" == -* ]]; do
-    case "$1" in
-        --nv) nv=1; shift ;;
-        --bind | -B) [[ $# -ge 2 ]] || die "--bind needs a value"
-            binds="${binds:+$binds,}$2"; shift 2 ;;
-        *) die "unexpected option $1" ;;
-    esac
-done
-[[ $# -ge 2 ]] || die "expected IMAGE CMD..."
-image="$1"
-shift
-[[ -f "$image" ]] || die "image $image not found"
-IFS=',' read -ra list <<<"$binds"
-for b in "${list[@]}"; do
-    src="${b%%:*}"
-    [[ "$src" == /* ]] || die "bind $src is not absolute"
-    [[ -e "$src" ]] || die "bind source $src does not exist"
-done
-if [[ "${2:-}" == -u && "${4:-}" == submitit.core._submit ]]; then
-    # a submitit job reads and writes its folder: it must be bound (same path inside and out)
-    folder="${5:-}" covered=0
-    for b in "${list[@]}"; do
-        if [[ "$folder" == "${b%%:*}" || "$folder" == "${b%%:*}"/* ]]; then covered=1; fi
-    done
-    ((covered)) || die "submitit folder $folder is not bound"
-fi
-# shellcheck disable=SC1091
-source "$here/environment.sh"
-python3 - "$nv" "$binds" "$image" "$@" >>"$here/calls.jsonl" <<'PY'
-import json, os, sys
-nv, binds, image, *argv = sys.argv[1:]
-keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TORCH_EXTENSIONS_DIR",
-        "MEMCTL_CACHE", "PYTHONNOUSERSITE", "SLURM_JOB_ID", "SLURM_ARRAY_TASK_ID")
-print(json.dumps({"nv": nv == "1", "binds": binds.split(",") if binds else [], "image": image,
-                  "argv": argv, "cwd": os.getcwd(),
-                  "env": {k: os.environ[k] for k in keys if k in os.environ}}))
-PY
-exec "$@"
-"""
-
-
-def write_shim(folder: Path) -> tuple[Path, Path]:
-    """(shim executable, calls.jsonl it appends to); the def file's %environment beside it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lint = _load("lint_def")
-    (folder / "environment.sh").write_text(lint.parse(DEF.read_text()).sections["environment"])
-    shim = folder / "apptainer"
-    shim.write_text(_SHIM)
-    shim.chmod(0o755)
-    return shim, folder / "calls.jsonl"
-
-
-def read_calls(log: Path) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def _load(name: str) -> ModuleType:
-    """A script of containers/ (not a package) as a module."""
-    key = f"containers_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, REPO / "containers" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules[key]
-
 
 @pytest.fixture(autouse=True)
 def _no_site_env(monkeypatch):
@@ -133,12 +52,12 @@ def test_def_parses_with_spython():
 
 
 def test_def_passes_the_project_lint():
-    lint = _load("lint_def")
+    lint = load_script("lint_def")
     assert lint.lint(DEF.read_text(), root=REPO) == []
 
 
 def test_def_required_sections_base_arg_and_runscript():
-    lint = _load("lint_def")
+    lint = load_script("lint_def")
     d = lint.parse(DEF.read_text())
     for section in ("arguments", "files", "post", "environment", "runscript", "test", "labels"):
         assert section in d.sections, section
@@ -196,7 +115,7 @@ From: pytorch/pytorch:{{ BASE_TAG }}
     (lambda t: t.replace("pyproject.toml /opt", "nope.toml /opt"), "nope.toml does not exist"),
 ])
 def test_lint_catches(change, expected):
-    problems = _load("lint_def").lint(change(GOOD), root=REPO)
+    problems = load_script("lint_def").lint(change(GOOD), root=REPO)
     if expected is None:
         assert problems == []
     else:
@@ -240,7 +159,7 @@ def test_lock_pins_every_runtime_dependency_but_torch():
 
 
 def test_image_check_compares_installed_versions(tmp_path):
-    check = _load("image_check")
+    check = load_script("image_check")
     from importlib.metadata import version
 
     lock = tmp_path / "lock"

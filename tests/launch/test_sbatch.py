@@ -21,7 +21,7 @@ import pytest
 from memctl.config import SlurmConfig
 from memctl.launch.executors import make_executor
 from tests.conftest import require_dev_env
-from tests.launch.test_container import read_calls, write_shim
+from tests.launch._shim import read_calls, write_shim
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted((REPO / "slurm").glob("*.sbatch"))

@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from memctl.metrics import amd, d_mem, d_mem_noised, extraction_attack, generate, tiled_l2
+from memctl.metrics import (
+    SamplingSettings,
+    amd,
+    d_mem,
+    d_mem_noised,
+    extraction_attack,
+    generate,
+    tiled_l2,
+)
 from memctl.metrics.features import get_extractor
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -11,15 +19,15 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def test_sampling_and_d_mem_match_cpu(unet, vae, scheduler, embeds):
     prompts, empty = embeds
-    kw = dict(num_inference_steps=3, seed=3)
-    cpu = generate(unet, vae, scheduler, prompts, empty, return_dmem=True, **kw)
-    cpu_traj = d_mem(unet, prompts, empty, scheduler, generations=2, **kw)
+    kw = SamplingSettings(num_inference_steps=3, seed=3)
+    cpu = generate(unet, vae, scheduler, prompts, empty, kw, return_dmem=True)
+    cpu_traj = d_mem(unet, prompts, empty, scheduler, kw, generations=2)
     latents = torch.randn(3, 4, 8, 8)
     cpu_noised = d_mem_noised(unet, latents, prompts, empty, scheduler)
     unet.cuda(), vae.cuda()
     try:
-        gpu = generate(unet, vae, scheduler, prompts, empty, return_dmem=True, **kw)
-        gpu_traj = d_mem(unet, prompts, empty, scheduler, generations=2, **kw)
+        gpu = generate(unet, vae, scheduler, prompts, empty, kw, return_dmem=True)
+        gpu_traj = d_mem(unet, prompts, empty, scheduler, kw, generations=2)
         gpu_noised = d_mem_noised(unet, latents, prompts, empty, scheduler)
         all_on_gpu = d_mem_noised(unet, latents.cuda(), prompts.cuda(), empty.cuda(), scheduler)
     finally:

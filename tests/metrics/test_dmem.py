@@ -2,7 +2,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from memctl.metrics import d_mem, d_mem_noised, generate
+from memctl.metrics import SamplingSettings, d_mem, d_mem_noised, generate
 from memctl.metrics.dmem import noise_seed
 
 
@@ -30,7 +30,8 @@ def test_trajectory_d_mem_matches_explicit_loops(unet, scheduler, embeds):
     prompts = prompts[:2]
     expected = reference_d_mem(unet, prompts, empty, scheduler, 3, 2, 7.5, 5)
     got = d_mem(
-        unet, prompts, empty, scheduler, num_inference_steps=3, generations=2, seed=5, batch_size=3
+        unet, prompts, empty, scheduler,
+        SamplingSettings(num_inference_steps=3, seed=5, batch_size=3), generations=2
     )
     assert got == pytest.approx(expected, rel=1e-4)
 
@@ -38,9 +39,10 @@ def test_trajectory_d_mem_matches_explicit_loops(unet, scheduler, embeds):
 def test_generate_collects_the_same_d_mem(unet, vae, scheduler, embeds):
     prompts, empty = embeds
     kw = dict(num_inference_steps=3, seed=5)
-    separate = d_mem(unet, prompts, empty, scheduler, generations=2, **kw)
+    separate = d_mem(unet, prompts, empty, scheduler, SamplingSettings(**kw), generations=2)
     shared = generate(
-        unet, vae, scheduler, prompts.repeat_interleave(2, 0), empty, return_dmem=True, **kw
+        unet, vae, scheduler, prompts.repeat_interleave(2, 0), empty, SamplingSettings(**kw),
+        return_dmem=True
     )
     assert shared.dmem == pytest.approx(separate, rel=1e-5)
 
@@ -48,7 +50,8 @@ def test_generate_collects_the_same_d_mem(unet, vae, scheduler, embeds):
 def test_empty_prompt_gives_zero(unet, scheduler, embeds):
     _, empty = embeds
     prompts = empty.expand(2, -1, -1)
-    assert d_mem(unet, prompts, empty, scheduler, num_inference_steps=2) == pytest.approx(
+    settings = SamplingSettings(num_inference_steps=2)
+    assert d_mem(unet, prompts, empty, scheduler, settings) == pytest.approx(
         0.0, abs=1e-5
     )
     latents = torch.randn(2, 4, 8, 8)

@@ -22,7 +22,7 @@ def test_min_distinct_ignores_copies_of_one_image():
 @pytest.fixture(scope="module")
 def builtin_images(tmp_path_factory):
     """The built-in dataset at its default size, loaded at the embedded model's resolution."""
-    from memctl.data.cache import load_image
+    from memctl.data.images import load_image
     from memctl.data.synth import write_synth_dataset
 
     cfg = load_config(None, [])

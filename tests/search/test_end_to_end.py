@@ -10,12 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SMALL = [
-    "data.synth_n=60", "data.dmem_size=4", "data.dmem_repeats=4", "train.steps=6",
-    "train.retrain_steps=6", "train.batch_size=4", "train.lr=1e-3", "eval.fid_samples=6",
-    "eval.num_inference_steps=3", "eval.dmem_timesteps=[200,700]", "eval.dmem_noise_seeds=1",
-    "search.population_size=2",
-]
+from tests.conftest import SMALL
 
 
 def memctl(cwd: Path, *args: str) -> subprocess.CompletedProcess:

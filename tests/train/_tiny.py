@@ -103,3 +103,15 @@ def run(out_dir: str | None = None, *, bits: tuple[int, ...] = (1,) * 16,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
             "state": {k: v.detach().clone() for k, v in adapter.state_dict().items()},
             "unet": unet if not os.environ.get("SUBMITIT_EXECUTOR") else None}
+
+
+# A run with checkpoints to cut and resume (test_resume, test_stop).
+STEPS = dict(steps=5, checkpoint_every=2, keep_checkpoints=2)
+
+
+def assert_same(a: dict, b: dict) -> None:
+    """Two runs ended with the same losses and weights."""
+    assert a["losses"] == b["losses"]
+    assert a["state"].keys() == b["state"].keys()
+    for name in a["state"]:
+        assert torch.equal(a["state"][name], b["state"][name]), name

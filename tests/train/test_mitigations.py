@@ -11,7 +11,8 @@ from memctl import peft
 from memctl.models.tiny import build_tokenizer
 from memctl.train.batches import Batch
 from memctl.train.loop import micro_step, train
-from memctl.train.mitigations import RandomWordAugmentation, ThresholdFilter
+from memctl.train.mitigations.rwa import RandomWordAugmentation
+from memctl.train.mitigations.threshold import ThresholdFilter
 from tests.train._tiny import (
     MASK_UP,
     SCALE,

@@ -8,16 +8,7 @@ import pytest
 import torch
 
 from memctl.errors import UserError
-from tests.train._tiny import MASK_UP, run
-
-STEPS = dict(steps=5, checkpoint_every=2, keep_checkpoints=2)
-
-
-def _assert_same(a: dict, b: dict) -> None:
-    assert a["losses"] == b["losses"]
-    assert a["state"].keys() == b["state"].keys()
-    for name in a["state"]:
-        assert torch.equal(a["state"][name], b["state"][name]), name
+from tests.train._tiny import MASK_UP, STEPS, assert_same, run
 
 
 @pytest.mark.parametrize("engine", [
@@ -32,7 +23,7 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, engine):
     assert names == ["step-00000002"]  # the kill came before step 4's checkpoint
     resumed = run(str(tmp_path / "cut"), bits=MASK_UP, **STEPS, **engine)
     assert resumed["resumed_from"] == 2
-    _assert_same(reference, resumed)
+    assert_same(reference, resumed)
     lines = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == list(range(5))  # steps 2 and 3 logged once, not twice
     kept = sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())
@@ -66,11 +57,11 @@ def test_damaged_newest_checkpoint_falls_back_and_finished_run_is_kept(tmp_path)
     (ckpts / ".tmp-step-00000006").mkdir()  # a kill mid-save leaves this behind
     resumed = run(str(tmp_path / "cut"), bits=MASK_UP, **STEPS)
     assert resumed["resumed_from"] == 2
-    _assert_same(full, resumed)
+    assert_same(full, resumed)
     assert not (ckpts / ".tmp-step-00000006").exists()
     again = run(str(tmp_path / "cut"), bits=MASK_UP, **STEPS)  # finished: nothing reruns
     assert again["resumed_from"] == 5
-    _assert_same(full, again)
+    assert_same(full, again)
 
 
 def test_checkpoints_of_another_setup_are_refused(tmp_path):

@@ -8,8 +8,7 @@ import signal
 import pytest
 
 from memctl.train.stop import StopOnSignal, TrainingStopped
-from tests.train._tiny import MASK_UP, run
-from tests.train.test_resume import STEPS, _assert_same
+from tests.train._tiny import MASK_UP, STEPS, assert_same, run
 
 
 def test_signal_sets_the_request_and_the_old_handler_comes_back():
@@ -31,10 +30,10 @@ def test_stop_checkpoints_the_current_step_and_resumes_to_identical_weights(tmp_
     assert ckpts == ["step-00000002", "step-00000003"]  # 3 is off the every-2 schedule
     resumed = run(str(tmp_path / "cut"), bits=MASK_UP, **STEPS)
     assert resumed["resumed_from"] == 3
-    _assert_same(reference, resumed)
+    assert_same(reference, resumed)
 
 
 def test_no_request_changes_nothing(tmp_path):
     reference = run(str(tmp_path / "ref"), bits=MASK_UP, **STEPS)
     asked = run(str(tmp_path / "asked"), bits=MASK_UP, should_stop=lambda: False, **STEPS)
-    _assert_same(reference, asked)
+    assert_same(reference, asked)

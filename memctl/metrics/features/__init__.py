@@ -1,12 +1,13 @@
 """Registry of image feature extractors: ``get_extractor(name, weights, device)``.
 
-Heavy or optional packages (torchxrayvision, torch-fidelity, transformers) are imported only
-when their extractor is requested, so missing ones cost nothing until used.
+EXTRACTORS maps names to modules, each defining ``EXTRACTOR`` (a FeatureExtractor class),
+imported only when requested: heavy or optional packages (torchxrayvision, torch-fidelity,
+transformers) cost nothing until used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from pathlib import Path
 
 import torch
@@ -14,52 +15,23 @@ import torch
 from memctl.errors import UserError
 from memctl.metrics.features.base import FeatureExtractor
 
-Factory = Callable[..., FeatureExtractor]
-
-
-def _tiny(weights: str | Path | None, **kw: object) -> FeatureExtractor:
-    from memctl.metrics.features.tiny import TinyRandomCNN
-
-    if weights is not None:
-        raise UserError("feature extractor 'tiny' is built from a seed and takes no weights")
-    return TinyRandomCNN(**kw)
-
-
-def _xrv(weights: str | Path | None, **kw: object) -> FeatureExtractor:
-    from memctl.metrics.features.xrv import XrvDenseNet121
-
-    return XrvDenseNet121(weights, **kw)
-
-
-def _inception(weights: str | Path | None, **kw: object) -> FeatureExtractor:
-    from memctl.metrics.features.inception import FidInception
-
-    return FidInception(weights, **kw)
-
-
-def _clip(weights: str | Path | None, **kw: object) -> FeatureExtractor:
-    from memctl.metrics.features.clip import ClipImage
-
-    return ClipImage(weights, **kw)
-
-
-_REGISTRY: dict[str, Factory] = {
-    "tiny": _tiny,
-    "xrv-densenet121": _xrv,
-    "inception": _inception,
-    "clip": _clip,
+EXTRACTORS: dict[str, str] = {
+    "tiny": "memctl.metrics.features.tiny",
+    "xrv-densenet121": "memctl.metrics.features.xrv",
+    "inception": "memctl.metrics.features.inception",
+    "clip": "memctl.metrics.features.clip",
 }
 
 
-def register(name: str, factory: Factory) -> None:
-    """Add an extractor: ``factory(weights, device=..., batch_size=...)``."""
-    if name in _REGISTRY:
+def register(name: str, module: str) -> None:
+    """Add an extractor: ``module`` defines ``EXTRACTOR(weights, device=..., batch_size=...)``."""
+    if name in EXTRACTORS:
         raise ValueError(f"feature extractor {name!r} is already registered")
-    _REGISTRY[name] = factory
+    EXTRACTORS[name] = module
 
 
 def available_extractors() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(EXTRACTORS)
 
 
 def get_extractor(
@@ -71,12 +43,12 @@ def get_extractor(
 ) -> FeatureExtractor:
     """Build the named extractor. ``weights`` is a local file or directory (never downloaded)."""
     try:
-        factory = _REGISTRY[name]
+        module = EXTRACTORS[name]
     except KeyError:
         raise UserError(
             f"unknown feature extractor {name!r}; valid: {', '.join(available_extractors())}"
         ) from None
-    return factory(weights, device=device, batch_size=batch_size)
+    return importlib.import_module(module).EXTRACTOR(weights, device=device, batch_size=batch_size)
 
 
-__all__ = ["FeatureExtractor", "available_extractors", "get_extractor", "register"]
+__all__ = ["EXTRACTORS", "FeatureExtractor", "available_extractors", "get_extractor", "register"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -16,15 +17,32 @@ class FeatureExtractor(abc.ABC):
     """Callable mapping images (N, C, H, W) in [0, 1], C in {1, 3}, to features (N, dim).
 
     Subclasses implement ``_embed`` on one preprocessed batch already on ``self.device``;
-    batching, autograd, and moving results to float32 CPU happen here.
+    batching, autograd, and moving results to float32 CPU happen here. Subclasses load
+    their network in ``_load``; one with a weights file of its own names its default path
+    and download address, and ``_load`` then gets the local file (never downloaded).
     """
 
     name: str
     dim: int
+    default_weights: ClassVar[Path | None] = None
+    weights_url: ClassVar[str] = ""
 
-    def __init__(self, *, device: str | torch.device = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+    ) -> None:
         self.device = torch.device(device)
         self.batch_size = batch_size
+        if self.default_weights is not None:
+            weights = local_weights(weights, self.default_weights, self.name, self.weights_url)
+        self._load(weights)
+
+    @abc.abstractmethod
+    def _load(self, weights: str | Path | None) -> None:
+        """Builds the network on ``self.device`` from ``weights`` (a local file or folder)."""
 
     @abc.abstractmethod
     def _embed(self, images: torch.Tensor) -> torch.Tensor:

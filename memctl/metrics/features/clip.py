@@ -38,14 +38,7 @@ class ClipImage(FeatureExtractor):
 
     name = "clip"
 
-    def __init__(
-        self,
-        weights: str | Path | None = None,
-        *,
-        device: str | torch.device = "cpu",
-        batch_size: int = 64,
-    ) -> None:
-        super().__init__(device=device, batch_size=batch_size)
+    def _load(self, weights: str | Path | None) -> None:
         from transformers import CLIPModel
 
         self.path = check_clip_dir(weights)
@@ -74,3 +67,6 @@ class ClipImage(FeatureExtractor):
 def pooled(out: object) -> torch.Tensor:
     # transformers >= 5 returns a model output whose pooler_output is the projection.
     return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+EXTRACTOR = ClipImage

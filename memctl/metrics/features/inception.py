@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from memctl.errors import UserError
-from memctl.metrics.features.base import FeatureExtractor, local_weights, to_channels
+from memctl.metrics.features.base import FeatureExtractor, to_channels
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
@@ -17,16 +17,10 @@ DEFAULT_WEIGHTS = Path("~/.cache/torch/hub/checkpoints") / WEIGHTS_FILE
 class FidInception(FeatureExtractor):
     name = "inception"
     dim = 2048
+    default_weights = DEFAULT_WEIGHTS
+    weights_url = WEIGHTS_URL
 
-    def __init__(
-        self,
-        weights: str | Path | None = None,
-        *,
-        device: str | torch.device = "cpu",
-        batch_size: int = 64,
-    ) -> None:
-        super().__init__(device=device, batch_size=batch_size)
-        path = local_weights(weights, DEFAULT_WEIGHTS, "inception", WEIGHTS_URL)
+    def _load(self, weights: str | Path | None) -> None:
         try:
             from torchmetrics.image.fid import NoTrainInceptionV3
             from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
@@ -40,10 +34,13 @@ class FidInception(FeatureExtractor):
         self.net = NoTrainInceptionV3(
             name="inception-v3-compat",
             features_list=[str(self.dim)],
-            feature_extractor_weights_path=str(path),
+            feature_extractor_weights_path=str(weights),
         ).to(self.device)
 
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
         # The network resizes to 299 itself and expects uint8 RGB, like torch-fidelity.
         x = (to_channels(images, 3).clamp(0, 1) * 255).round().to(torch.uint8)
         return self.net(x).reshape(len(x), -1)
+
+
+EXTRACTOR = FidInception

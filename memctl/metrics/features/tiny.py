@@ -8,10 +8,12 @@ machine builds identical weights without any file.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from memctl.errors import UserError
 from memctl.metrics.features.base import FeatureExtractor, resize, to_channels
 
 SEED = 20240917
@@ -23,8 +25,9 @@ class TinyRandomCNN(FeatureExtractor):
     name = "tiny"
     dim = 2 * _CHANNELS[-1]  # mean and std pooling of the last feature map
 
-    def __init__(self, *, device: str | torch.device = "cpu", batch_size: int = 64) -> None:
-        super().__init__(device=device, batch_size=batch_size)
+    def _load(self, weights: str | Path | None) -> None:
+        if weights is not None:
+            raise UserError("feature extractor 'tiny' is built from a seed and takes no weights")
         gen = torch.Generator().manual_seed(SEED)
         self.weights = []
         for c_in, c_out in zip(_CHANNELS[:-1], _CHANNELS[1:], strict=True):
@@ -38,3 +41,6 @@ class TinyRandomCNN(FeatureExtractor):
         for w in self.weights:
             x = F.relu(F.conv2d(x, w, stride=2, padding=1))
         return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+
+
+EXTRACTOR = TinyRandomCNN

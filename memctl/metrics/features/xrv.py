@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from memctl.errors import UserError
-from memctl.metrics.features.base import FeatureExtractor, local_weights, resize, to_channels
+from memctl.metrics.features.base import FeatureExtractor, resize, to_channels
 
 WEIGHTS_FILE = "mimic_ch-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt"
 WEIGHTS_URL = f"https://github.com/mlmed/torchxrayvision/releases/download/v1/{WEIGHTS_FILE}"
@@ -47,19 +47,16 @@ class XrvDenseNet121(FeatureExtractor):
 
     name = "xrv-densenet121"
     dim = 1024
+    default_weights = DEFAULT_WEIGHTS
+    weights_url = WEIGHTS_URL
 
-    def __init__(
-        self,
-        weights: str | Path | None = None,
-        *,
-        device: str | torch.device = "cpu",
-        batch_size: int = 64,
-    ) -> None:
-        super().__init__(device=device, batch_size=batch_size)
-        path = local_weights(weights, DEFAULT_WEIGHTS, "xrv-densenet121", WEIGHTS_URL)
-        self.features = _load_densenet(path).features.eval().to(self.device)
+    def _load(self, weights: str | Path | None) -> None:
+        self.features = _load_densenet(Path(weights)).features.eval().to(self.device)
 
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
         x = resize(to_channels(images, 1), 224) * 2048.0 - 1024.0
         out = F.relu(self.features(x))
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
+
+
+EXTRACTOR = XrvDenseNet121

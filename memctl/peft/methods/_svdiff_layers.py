@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memctl.peft import _svd_cache
+from memctl.peft.methods import _svd_cache
 
 # rebuild: W' = U @ diag(s') @ V^T every call, as the official code does (a reference only);
 # auto: per call the cheaper of factorised and a broadcast rebuild (U * s') @ V^T.

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from memctl.peft._method import Method, Params, register
+from memctl.peft._method import Method, Params
 from memctl.peft._target import join
 from memctl.peft.methods._layers import attention_projections, is_attention, is_transformer_model
 
 
-@register
 class Attention(Method):
     name = "attention"
 
@@ -36,3 +35,6 @@ class Attention(Method):
                 sub = type(target)(path, "rest", exclude=target.exclude)
                 params.update(sub.parameters(unet))
         return params
+
+
+METHOD = Attention

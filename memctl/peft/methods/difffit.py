@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from memctl.errors import UserError
-from memctl.peft._method import Method, Params, register
+from memctl.peft._method import Method, Params
 from memctl.peft._target import Target, get, join
 from memctl.peft.methods._layers import NORMS, is_attention, is_transformer_block
 
@@ -20,7 +20,6 @@ _ATTN = {"gamma_q": "to_q", "gamma_k": "to_k", "gamma_v": "to_v", "gamma_out": "
 _BRANCHES = {"gamma_attn1": "attn1", "gamma_attn2": "attn2", "gamma_ff": "ff"}
 
 
-@register
 class DiffFit(Method):
     name = "difffit"
 
@@ -113,3 +112,6 @@ def _bias_and_norm(unet, target: Target) -> Params:
 def _last_linear(branch: nn.Module) -> nn.Linear:
     """The Linear that produces a branch's output (attention: to_out[0]; ff: net[-1])."""
     return [m for m in branch.modules() if isinstance(m, nn.Linear)][-1]
+
+
+METHOD = DiffFit

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from memctl.peft._method import Method, Params, register
+from memctl.peft._method import Method, Params
 
 
-@register
 class Freeze(Method):
     name = "freeze"
 
@@ -13,3 +12,6 @@ class Freeze(Method):
         return {}
 
     extra = block
+
+
+METHOD = Freeze

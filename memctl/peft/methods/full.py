@@ -3,10 +3,9 @@ trains, so all ones is plain full fine-tuning of the U-Net."""
 
 from __future__ import annotations
 
-from memctl.peft._method import Method, Params, register
+from memctl.peft._method import Method, Params
 
 
-@register
 class Full(Method):
     name = "full"
     trains_outside = True
@@ -15,3 +14,6 @@ class Full(Method):
         return dict(target.parameters(unet))
 
     extra = block
+
+
+METHOD = Full

@@ -10,14 +10,13 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 from torch import nn
 
-from memctl.peft._method import Method, Params, register
+from memctl.peft._method import Method, Params
 from memctl.peft._target import get, join, replace
 from memctl.peft.methods._layers import attention_projections, is_attention
 
 _ADAPTER = "default"
 
 
-@register
 class LoRA(Method):
     name = "lora"
 
@@ -81,3 +80,6 @@ class LoRA(Method):
 
 def _is_lora(m: nn.Module) -> bool:
     return isinstance(m, LoraLayer)
+
+
+METHOD = LoRA

@@ -12,14 +12,13 @@ from __future__ import annotations
 from torch import nn
 
 from memctl.errors import UserError
-from memctl.peft import _svd_cache
-from memctl.peft._method import Method, Params, register
+from memctl.peft._method import Method, Params
 from memctl.peft._target import join, replace
+from memctl.peft.methods import _svd_cache
 from memctl.peft.methods._layers import NORMS
 from memctl.peft.methods._svdiff_layers import MODES, SVDiffLayer, SVDiffNorm, _Cached
 
 
-@register
 class SVDiff(Method):
     name = "svdiff"
 
@@ -64,3 +63,6 @@ class SVDiff(Method):
         for path, m in list(unet.named_modules()):
             if isinstance(m, _Cached):
                 replace(unet, path, m.merged())
+
+
+METHOD = SVDiff

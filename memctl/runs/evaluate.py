@@ -25,13 +25,21 @@ import numpy as np
 import torch
 
 from memctl.config import Config, EvalConfig, load_config
-from memctl.data.cache import CacheReader, load_image, read_json, write_json
+from memctl.data.cache import CacheReader
+from memctl.data.images import load_image
+from memctl.data.json_files import read_json, write_json
 from memctl.errors import UserError
 from memctl.metrics import amd, extraction_attack, generate
 from memctl.metrics.features import get_extractor
 from memctl.metrics.text_image import TextImageScore, biovil_t_score, clip_score
 from memctl.models.load import Components, load_components
-from memctl.search.objective import dmem_of, fid_against, generate_for_split, split_stats
+from memctl.runs.scoring import (
+    dmem_of,
+    fid_against,
+    generate_for_split,
+    sampling_settings,
+    split_stats,
+)
 
 Progress = Callable[[str], None]
 MAX_TRAIN_IMAGES_PER_PROMPT = 64
@@ -83,10 +91,9 @@ def extraction(comps: Components, reader: CacheReader, cfg: Config,
         embeds = data.prompt_embeds[data.prompt_index[k : k + 1]].expand(
             ev.extraction_generations, -1, -1)
         out = generate(comps.unet, comps.vae, comps.scheduler, embeds, data.empty_embed,
-                       num_inference_steps=ev.num_inference_steps,
-                       guidance_scale=ev.guidance_scale,
-                       seed=ev.seed + 1_000_003 * (k + 1), batch_size=ev.batch_size,
-                       latent_shape=shape, return_dmem=True, sampler=ev.sampler)
+                       sampling_settings(ev, seed=ev.seed + 1_000_003 * (k + 1),
+                                         latent_shape=shape),
+                       return_dmem=True)
         gens.append(out.images)
         dmems.append(out.dmem if out.dmem is not None else np.nan)
         train_rows = by_prompt.get(int(reader.prompt_index[row]), [row])

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from memctl.cli import main
 from memctl.errors import UserError
-from memctl.search.baselines import BASELINES, baseline_config, run_baselines
-from memctl.search.evaluate import attacked_prompts, extraction
+from memctl.runs.baselines import BASELINES, baseline_config, run_baselines
+from memctl.runs.evaluate import attacked_prompts, extraction
 
 
 def _eval_cfg(cfg, **changes):

@@ -41,8 +41,8 @@ def run_baselines(cfg: Config, names: tuple[str, ...], command: str,
     """Retrains (and evaluates) each named baseline; returns name -> metrics or evaluation."""
     from memctl import peft
     from memctl.models.load import load_components
-    from memctl.search.evaluate import evaluate, evaluated_with
-    from memctl.search.retrain import retrain
+    from memctl.runs.evaluate import evaluate, evaluated_with
+    from memctl.runs.retrain import retrain
     from memctl.workspace import prepare, proxy_set
 
     stage = on_stage or (lambda _name, _msg: None)
@@ -85,9 +85,9 @@ def export_frozen(cfg: Config, model_dir: Path, reader, dmem: list[int], blocks:
     import shutil
 
     from memctl.config import dump_config
-    from memctl.data.cache import read_json, write_json
+    from memctl.data.json_files import read_json, write_json
     from memctl.models.load import load_components
-    from memctl.search.objective import score
+    from memctl.runs.scoring import score
     from memctl.workspace import make_private_dir
 
     if (out_dir / "metrics.json").exists():

@@ -23,8 +23,10 @@ from pathlib import Path
 import torch
 
 from memctl.config import Config, dump_config
-from memctl.data.cache import CacheReader, read_json, write_json
+from memctl.data.cache import CacheReader
+from memctl.data.json_files import read_json, write_json
 from memctl.errors import UserError
+from memctl.runs.target import RetrainTarget
 from memctl.train.loop import StepCallback
 from memctl.train.stop import stop_in_slurm_job
 from memctl.workspace import make_private_dir
@@ -69,7 +71,8 @@ def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int]
             source: str, command: str, on_step: StepCallback | None = None,
             ) -> RetrainResult | None:
     from memctl.models.load import load_pipeline
-    from memctl.search.objective import fine_tune, score
+    from memctl.runs.fine_tune import fine_tune
+    from memctl.runs.scoring import score
 
     retrain_cfg = dataclasses.replace(cfg.train, steps=cfg.train.retrain_steps)
     run_cfg = dataclasses.replace(cfg, train=retrain_cfg)
@@ -121,19 +124,25 @@ def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int]
     return RetrainResult(out_dir, list(bits), metrics)
 
 
+def retrain_target(target: RetrainTarget, out_dir: Path, command: str, gpus: int = 1,
+                   on_step: StepCallback | None = None) -> RetrainResult | None:
+    """Retrains a target (memctl.runs.target) on this node, as `gpus` ranks when > 1;
+    None only on a data-parallel rank other than 0 (see retrain)."""
+    args = dict(**target.retrain_args(), out_dir=out_dir, command=command)
+    if gpus > 1:
+        return retrain_on_gpus(gpus, cfg=target.cfg, **args)
+    return retrain(target.cfg, **args, on_step=on_step)
+
+
 def retrain_on_gpus(gpus: int, **kwargs) -> RetrainResult:
     """Runs `retrain` as `gpus` data-parallel ranks on this node (one process per GPU).
 
     submitit's local executor starts the ranks and exports their distributed environment;
     the training engine picks it up. Rank 0 returns the result.
     """
-    import submitit
+    from memctl.launch.executors import local_ranks_executor
 
-    folder = kwargs["out_dir"] / "ranks"
-    folder.mkdir(parents=True, exist_ok=True)
-    executor = submitit.AutoExecutor(folder=folder, cluster="local")
-    executor.update_parameters(tasks_per_node=gpus, timeout_min=7 * 24 * 60,
-                               gpus_per_node=gpus if torch.cuda.is_available() else 0)
+    executor = local_ranks_executor(kwargs["out_dir"] / "ranks", gpus)
     job = executor.submit(retrain, **{**kwargs, "on_step": None})
     results = job.results()
     return next(r for r in results if r is not None)

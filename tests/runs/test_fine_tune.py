@@ -8,7 +8,7 @@ import json
 import pytest
 
 from memctl.data.cache import CacheReader
-from memctl.search.objective import fine_tune
+from memctl.runs.fine_tune import fine_tune
 
 
 @pytest.mark.parametrize("mitigation", ["rwa", "threshold"])

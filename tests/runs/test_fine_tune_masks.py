@@ -3,7 +3,7 @@
 import torch
 
 from memctl import peft
-from memctl.search.objective import fine_tune
+from memctl.runs.fine_tune import fine_tune
 
 
 def test_zero_bits_leave_their_blocks_unchanged_and_one_bits_train(prepared, tmp_path):

@@ -1,5 +1,4 @@
-"""memctl evaluate / baselines: the comparison table of the paper (FID, AMD, text-image score,
-extraction attack) for retrained masks and the baselines."""
+"""memctl baselines: the paper's comparison models, retrained and evaluated."""
 
 from __future__ import annotations
 
@@ -14,41 +13,10 @@ from memctl.cli.common import (
     emit_json,
     json_option,
     phase_status,
-    setup_logging,
+    summary_line,
 )
 from memctl.cli.output import emit
 from memctl.config import Config
-
-
-def summary_line(name: str, ev: dict) -> str:
-    ti = ev["text_image"]
-    ti_text = f"{ti['name']} {ti['value']:.3f}" if ti["value"] is not None else "text-image n/a"
-    ex = ev["extraction"]
-    return (f"{name}: FID {ev['fid_test']:.2f}, AMD {ev['amd']:.4f}, {ti_text}, "
-            f"extracted {ex['n_extracted']}/{ex['prompts']} (memorised {ex['n_memorised']}), "
-            f"d_mem {ev['d_mem']:.4f}")
-
-
-@main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
-@click.argument("overrides", nargs=-1, metavar="[SECTION.FIELD=VALUE]...")
-@json_option
-def evaluate(run_dir: str, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Score a retrained run directory: FID, AMD, text-image score, extraction attack, d_mem.
-
-    Uses the run's own config.yaml (overrides such as eval.extraction_generations=500 apply on
-    top) and writes RUN_DIR/evaluation.json.
-    """
-    from memctl.search.evaluate import evaluate as run_evaluate
-
-    setup_logging()
-    with phase_status("evaluating") as phase:
-        ev = run_evaluate(Path(run_dir), overrides, progress=phase)
-    if as_json:
-        emit_json(ev)
-    else:
-        emit(summary_line(run_dir, ev))
-        emit(f"written: {run_dir}/evaluation.json")
 
 
 @main.command()
@@ -63,7 +31,7 @@ def baselines(cfg: Config, config_given: bool, only: str, no_evaluate: bool,
     fine-tuning, vanilla PEFT, random word addition, threshold mitigation. Results land in
     RUN_DIR/baselines/NAME/."""
     from memctl.errors import UserError
-    from memctl.search.baselines import BASELINES, run_baselines
+    from memctl.runs.baselines import BASELINES, run_baselines
 
     names = tuple(n.strip() for n in only.split(",") if n.strip())
     unknown = [n for n in names if n not in BASELINES]

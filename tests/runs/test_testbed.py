@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def test_full_fine_tuning_moves_towards_dmem_and_freeze_extracts_none(tmp_path,
                                                                        tiny_model_dir):
-    from memctl.search.baselines import run_baselines
+    from memctl.runs.baselines import run_baselines
 
     cfg = load_config(None, [f"run_dir={tmp_path}"])
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, path=str(tiny_model_dir)))

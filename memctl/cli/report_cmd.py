@@ -1,0 +1,40 @@
+"""memctl report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from memctl.cli import main
+from memctl.cli.common import config_options, emit_json, json_option
+from memctl.cli.output import emit
+from memctl.config import Config
+
+
+@main.command()
+@config_options
+@click.option("--study", help="Study name (default: search.study).")
+@click.option("--storage", help="Storage URL (default: search.storage).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Output folder (default: RUN_DIR/reports/STUDY).")
+@json_option
+def report(cfg: Config, config_given: bool, study: str | None, storage: str | None,
+           out_dir: str | None, as_json: bool) -> None:
+    """Write report.html, report.md, pareto.png, trials.csv for a study."""
+    from memctl.report.collect import collect
+    from memctl.report.compare import collect_evaluations
+    from memctl.report.render import write_report
+    from memctl.search.lookup import open_study, with_study
+
+    cfg = with_study(cfg, study, storage)
+    snap = collect(*open_study(cfg))
+    out = Path(out_dir) if out_dir else Path(cfg.run_dir) / "reports" / snap.name
+    comparison = collect_evaluations(Path(cfg.run_dir))
+    paths = write_report(snap, out, comparison)
+    if as_json:
+        emit_json({k: str(v) for k, v in paths.items()})
+    else:
+        extra = (f", comparison of {len(comparison)} model{'s' if len(comparison) > 1 else ''}"
+                 if comparison else "")
+        emit(f"report: {paths['report.html']} (also report.md, trials.csv{extra})")

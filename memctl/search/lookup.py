@@ -1,0 +1,105 @@
+"""Finding things in a study: the study itself, a chosen trial, its mask as a retrain
+target, the config it was searched with, stale trials. Read-only unless asked to fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from memctl.config import Config, config_from_dict
+from memctl.errors import UserError
+from memctl.runs.target import RetrainTarget
+from memctl.search.pareto import pick
+from memctl.search.space import mask_from_params
+from memctl.search.study import load_study, mask_url, storage_url
+
+if TYPE_CHECKING:
+    from memctl.search.objective import TrialContext
+
+
+def with_study(cfg: Config, study: str | None = None, storage: str | None = None) -> Config:
+    """cfg naming another study or storage (command-line flags win over the config)."""
+    if study:
+        cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, study=study))
+    if storage:
+        cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, storage=storage))
+    return cfg
+
+
+def open_study(cfg: Config) -> tuple[optuna.Study, str]:
+    """The existing study of cfg.search and its storage URL with any password masked."""
+    url = storage_url(cfg)
+    return load_study(cfg, url), mask_url(url)
+
+
+def chosen_trial(study: optuna.Study, trial_number: int | None = None) -> FrozenTrial:
+    """Trial `trial_number`, which must be complete; None: the picked Pareto trial."""
+    if trial_number is None:
+        try:
+            return pick(study)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+    matches = [t for t in study.get_trials(deepcopy=False) if t.number == trial_number]
+    if not matches or matches[0].state.name != "COMPLETE":
+        raise UserError(f"--trial {trial_number}: no complete trial with that number")
+    return matches[0]
+
+
+def searched_config(study: optuna.Study, cfg: Config, config_given: bool,
+                    overrides: Sequence[str] = ()) -> Config:
+    """The config the study was searched with (plus overrides), keeping cfg's search
+    section; cfg itself when a config file was given or the study recorded none."""
+    attrs = study.user_attrs
+    if config_given or "config" not in attrs:
+        return cfg
+    return dataclasses.replace(config_from_dict(attrs["config"], overrides), search=cfg.search)
+
+
+def trial_target(study: optuna.Study, trial: FrozenTrial, cfg: Config) -> RetrainTarget:
+    """A trial's mask on the model, cache and D_mem rows the study searched with."""
+    attrs = study.user_attrs
+    return RetrainTarget(
+        cfg, mask_from_params(trial.params, int(attrs["n_bits"])),
+        list(attrs.get("block_names", [])), f"study {study.study_name} trial {trial.number}",
+        attrs["model_dir"], attrs["cache_path"], list(attrs["dmem_indices"]),
+        f"{study.study_name}-trial{trial.number}")
+
+
+def study_target(cfg: Config, trial_number: int | None, config_given: bool,
+                 overrides: Sequence[str] = ()) -> RetrainTarget:
+    """The retrain target of trial `trial_number` (None: the picked Pareto trial) of the
+    study of cfg.search, with the config it was searched with unless one was given."""
+    study, _ = open_study(cfg)
+    cfg = searched_config(study, cfg, config_given, overrides)
+    return trial_target(study, chosen_trial(study, trial_number), cfg)
+
+
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """Fails RUNNING trials whose worker stopped sending heartbeats; their numbers."""
+    def running() -> set[int]:
+        return {t.number for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"}
+
+    before = running()
+    optuna.storages.fail_stale_trials(study)
+    return sorted(before - running())
+
+
+def worker_setup(cfg: Config, storage: str, study: str) -> tuple[Config, TrialContext]:
+    """The searched config and the TrialContext a worker job of `study` runs trials with."""
+    from memctl.data.cache import CacheReader
+    from memctl.search.objective import TrialContext
+    from memctl.workspace import proxy_set
+
+    cfg = with_study(cfg, study=study)
+    attrs = load_study(cfg, storage).user_attrs
+    if "config" not in attrs:
+        raise UserError(f"study {study!r} was not created by `memctl search`")
+    cfg = config_from_dict(attrs["config"])
+    proxy = proxy_set(cfg, CacheReader(attrs["cache_path"]))
+    ctx = TrialContext(attrs["model_dir"], attrs["cache_path"], proxy.train_indices,
+                       proxy.dmem_indices, int(attrs["n_bits"]), list(attrs["block_names"]))
+    return cfg, ctx
