@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from memctl.cli import main
 from memctl.cli.common import (
+    ProgressLines,
     command_line,
     config_options,
+    console,
     emit_json,
     json_option,
     phase_status,
@@ -41,7 +44,7 @@ def baselines(cfg: Config, config_given: bool, only: str, no_evaluate: bool,
     with phase_status("baselines") as phase:
         results = run_baselines(
             cfg, names, command_line(), evaluate_too=not no_evaluate,
-            on_stage=lambda name, msg: phase(f"{name}: {msg}"))
+            on_stage=lambda name, msg: phase(f"{name}: {msg}"), on_step=_step_progress(phase))
     if as_json:
         emit_json(results)
         return
@@ -51,3 +54,17 @@ def baselines(cfg: Config, config_given: bool, only: str, no_evaluate: bool,
         else:
             emit(f"{name}: retrained, test FID {res.get('fid_test', float('nan')):.2f}")
     emit(f"under {Path(cfg.run_dir) / 'baselines'}; `memctl report` tabulates them")
+
+
+def _step_progress(phase: Callable[[str], None]) -> Callable[[str, int, int, float], None]:
+    """Training steps on the spinner on a terminal; off one, progress lines per baseline."""
+    lines: dict[str, ProgressLines] = {}
+
+    def step(name: str, done: int, total: int, loss: float) -> None:
+        if console.is_terminal:
+            phase(f"{name}: training, step {done}/{total}, loss {loss:.4f}")
+        else:
+            lines.setdefault(name, ProgressLines(f"baselines: {name}"))(
+                done, total, f"loss {loss:.4f}")
+
+    return step

@@ -37,8 +37,12 @@ def baseline_config(cfg: Config, name: str) -> Config:
 
 def run_baselines(cfg: Config, names: tuple[str, ...], command: str,
                   on_stage: Callable[[str, str], None] | None = None,
-                  evaluate_too: bool = True) -> dict[str, dict]:
-    """Retrains (and evaluates) each named baseline; returns name -> metrics or evaluation."""
+                  evaluate_too: bool = True,
+                  on_step: Callable[[str, int, int, float], None] | None = None
+                  ) -> dict[str, dict]:
+    """Retrains (and evaluates) each named baseline; returns name -> metrics or evaluation.
+    `on_stage(name, message)` hears each stage, `on_step(name, step, steps, loss)` each
+    training step."""
     from memctl import peft
     from memctl.models.load import load_components
     from memctl.runs.evaluate import evaluate, evaluated_with
@@ -65,7 +69,9 @@ def run_baselines(cfg: Config, names: tuple[str, ...], command: str,
                 baseline_config(cfg, name), model_dir=str(ws.model_dir),
                 cache_path=str(ws.cache_path), bits=[1] * n_bits, dmem_indices=dmem,
                 block_names=blocks, out_dir=out, source=f"baseline {name}",
-                command=command).metrics
+                command=command,
+                on_step=(lambda s, n, loss, name=name: on_step(name, s, n, loss))
+                if on_step else None).metrics
         if not evaluate_too:
             continue
         done = evaluated_with(out, cfg.eval)

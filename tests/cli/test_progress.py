@@ -57,3 +57,16 @@ def test_piped_search_logs_progress_lines(tmp_path, tiny_model_dir):
     assert re.search(r"^caching: \d+/\d+", proc.stderr, re.M), proc.stderr[-3000:]
     assert re.search(r"^trials: [01]/1, running \d+, failed 0", proc.stderr, re.M), \
         proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_piped_baselines_log_training_steps(tmp_path, tiny_model_dir):
+    env = {**os.environ, PROGRESS_ENV: "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "memctl", "baselines", "--only", "full", "--no-evaluate",
+         *SMALL, f"model.path={tiny_model_dir}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"^baselines: full: training$", proc.stderr, re.M), proc.stderr[-3000:]
+    assert re.search(r"^baselines: full: [1-6]/6, loss \d", proc.stderr, re.M), \
+        proc.stderr[-3000:]
