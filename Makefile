@@ -1,6 +1,6 @@
 # memctl: two entry points do all set-up on a fresh machine.
-#   make demo   install memctl, then search -> retrain --best --evaluate -> baselines -> report
-#               on the embedded default
+#   make demo   install memctl, then search -> retrain --best --evaluate -> baselines (freeze,
+#               full) -> report on the embedded default
 #   make test   install memctl with test extras, start SLURM + PostgreSQL, run the whole suite
 
 VENV   ?= .venv
@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 demo: install
 	$(MEMCTL) search --trials 8 --workers 2
 	$(MEMCTL) retrain --best --evaluate
-	$(MEMCTL) baselines
+	$(MEMCTL) baselines --only freeze,full
 	$(MEMCTL) report
 
 infra:

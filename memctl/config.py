@@ -84,10 +84,11 @@ class DataConfig:
     """Number of image-caption pairs in D_mem (paper: 100)."""
     dmem_repeats: int = 10
     """How often each D_mem pair is repeated in the proxy set (paper: 50)."""
-    retrain_dmem_repeats: int = 60
+    retrain_dmem_repeats: int = 200
     """Extra copies of each D_mem pair in the retrain and baseline training set (the training
     split holds one already); 0: the split as it is. Real data such as MIMIC-CXR carries its
-    own duplicates; the embedded testbed sets this to stand in for them."""
+    own duplicates; the embedded testbed sets this to stand in for them (200: 4 pairs make
+    82% of the 971 training rows; full fine-tuning then replays 2 of 4 in 600 steps)."""
     dmem_strategy: str = "longest"
     """longest (most caption tokens), random, frequent (most shared caption), or file."""
     dmem_file: str = ""
@@ -135,8 +136,10 @@ class PeftConfig:
 class TrainConfig:
     steps: int = 40
     """Optimizer steps of each search trial (paper: 3000)."""
-    retrain_steps: int = 120
-    """Optimizer steps when retraining the chosen mask on the full training split."""
+    retrain_steps: int = 600
+    """Optimizer steps when retraining the chosen mask on the full training split (the
+    testbed's full fine-tuning replays D_mem images from ~500 steps on; 320 steps of batch
+    16 moved them closer but replayed 1 of 4)."""
     batch_size: int = 8
     lr: float = 1e-3
     """The embedded model is small: 1e-3 moves it towards replaying duplicated images within
@@ -209,8 +212,11 @@ class EvalConfig:
     """D_mem prompts attacked (Carlini et al. extraction); 0 turns the attack off."""
     extraction_generations: int = 16
     """Generations per attacked prompt (paper: 500)."""
-    clique_size: int = 10
-    """A prompt is memorised when this many generations are mutual near-duplicates."""
+    clique_size: int = 3
+    """A prompt is memorised when this many generations are mutual near-duplicates (paper:
+    10 of 500). The testbed's 3 of 16: the pretrained model's largest clique on the D_mem
+    prompts is 1, and extraction still needs a clique member within extraction_threshold
+    of a training image."""
     edge_threshold: float = 0.1
     """Tiled l2 below which two generations are linked (paper: 0.15)."""
     extraction_threshold: float = 0.1

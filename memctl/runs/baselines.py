@@ -10,7 +10,9 @@ chosen mask, then evaluated:
 Each lands in RUN_DIR/baselines/NAME/ with the same layout as `memctl retrain`. A baseline
 already retrained with the same training settings is not trained again, and one already
 evaluated with the same evaluation settings is not evaluated again, so an interrupted
-`memctl baselines` picks up where it stopped and a changed setting redoes what it affects.
+`memctl baselines` picks up where it stopped and changed evaluation settings re-evaluate.
+Changed training settings are refused rather than overwriting the finished weights: move
+RUN_DIR/baselines/NAME aside or use another run_dir.
 """
 
 from __future__ import annotations

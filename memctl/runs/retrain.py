@@ -82,7 +82,8 @@ def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int]
             return RetrainResult(out_dir, list(bits), read_json(out_dir / "metrics.json"),
                                  reused=True)
         raise UserError(f"{out_dir}: already holds a finished retrain of another mask or "
-                        "config (choose another --out)")
+                        "config; move it aside or write elsewhere (retrain --out, another "
+                        "run_dir)")
     make_private_dir(out_dir)
     start = time.perf_counter()
     reader = CacheReader(cache_path)

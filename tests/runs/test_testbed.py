@@ -1,8 +1,8 @@
-"""The embedded testbed moves the way memorisation does: full fine-tuning on duplicated
-D_mem pairs brings generations for their prompts closer to their training images and the
-generated set closer to the training set (AMD) than the frozen pretrained model, which
-replays nothing. Run with the embedded default's own settings, so a sign error in the
-attack, a broken VAE or data that cannot be told apart fails here."""
+"""The embedded testbed memorises: full fine-tuning on duplicated D_mem pairs replays at
+least one of them (extracted by the attack), brings generations for their prompts closer to
+their training images and the generated set closer to the training set (AMD) than the frozen
+pretrained model, which replays nothing. Run with the embedded default's own settings, so a
+sign error in the attack, a broken VAE or data that cannot be told apart fails here."""
 
 import dataclasses
 
@@ -13,7 +13,7 @@ from memctl.config import load_config
 pytestmark = pytest.mark.slow
 
 
-def test_full_fine_tuning_moves_towards_dmem_and_freeze_extracts_none(tmp_path,
+def test_full_fine_tuning_extracts_dmem_and_freeze_extracts_none(tmp_path,
                                                                        tiny_model_dir):
     from memctl.runs.baselines import run_baselines
 
@@ -23,6 +23,7 @@ def test_full_fine_tuning_moves_towards_dmem_and_freeze_extracts_none(tmp_path,
     freeze, full = results["freeze"], results["full"]
     assert freeze["extraction"]["prompts"] == cfg.eval.extraction_prompts
     assert freeze["extraction"]["n_extracted"] == 0
+    assert full["extraction"]["n_extracted"] >= 1, full["extraction"]["records"]
     assert freeze["trainable"] == 0 and full["trainable"] == full["total"]
 
     def nearest(result: dict) -> float:
