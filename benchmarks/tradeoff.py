@@ -1,6 +1,6 @@
 """MemControl's trade-off on the embedded testbed: a small-scale Table 1 and Figure 3.
 
-    .venv/bin/python benchmarks/tradeoff.py --quick --json out.json   # one seed, <= 10 min
+    .venv/bin/python benchmarks/tradeoff.py --quick --json out.json   # one seed, fewer trials
     .venv/bin/python benchmarks/tradeoff.py --json out.json           # 3 seeds, mean +- sd
 
 Per seed, in a fresh run directory, through memctl's own CLI as a user runs it:

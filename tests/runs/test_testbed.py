@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_full_fine_tuning_extracts_dmem_and_freeze_extracts_none(tmp_path,
-                                                                       tiny_model_dir):
+                                                                 tiny_model_dir):
     from memctl.runs.baselines import run_baselines
 
     cfg = load_config(None, [f"run_dir={tmp_path}"])
