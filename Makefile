@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 demo: install
 	$(MEMCTL) search --trials 8 --workers 2
 	$(MEMCTL) retrain --best --evaluate
-	$(MEMCTL) baselines --only freeze,full
+	$(MEMCTL) baselines --methods freeze,full --mitigations none
 	$(MEMCTL) report
 
 infra:

@@ -33,9 +33,10 @@ import time
 from pathlib import Path
 
 # (model, mitigation, run folder relative to the run dir; None: the retrained pick)
+# The searched method (the tiny config's attention) is the vanilla PEFT.
 MODELS = [("freeze", "none", "baselines/freeze"), ("full", "none", "baselines/full"),
-          ("peft", "none", "baselines/peft"), ("peft", "rwa", "baselines/rwa"),
-          ("peft", "threshold", "baselines/threshold"), ("memcontrol", "none", None)]
+          ("peft", "none", "baselines/attention"), ("peft", "rwa", "baselines/attention-rwa"),
+          ("peft", "threshold", "baselines/attention-threshold"), ("memcontrol", "none", None)]
 QUICK = ["search.trials=6", "search.population_size=3"]
 DEFAULT = ["search.trials=12", "search.population_size=4"]
 
@@ -81,7 +82,8 @@ def one_seed(seed: int, run_dir: Path, overrides: list[str], log) -> dict:
     t0 = time.monotonic()
     _memctl(["search", "--workers", "1", *base], log)
     pick = _memctl(["retrain", "--best", "--evaluate", *base], log)
-    _memctl(["baselines", "--only", "freeze,full,peft,rwa,threshold", *base], log)
+    _memctl(["baselines", "--methods", "freeze,full", "--mitigations", "none", *base], log)
+    _memctl(["baselines", "--methods", "peft", "--mitigations", "none,rwa,threshold", *base], log)
     status = _memctl(["status", *base], log)
     trials = _memctl(["report", *base], log)
     rows = []
@@ -92,6 +94,7 @@ def one_seed(seed: int, run_dir: Path, overrides: list[str], log) -> dict:
             "model": model, "method": ev["method"], "mitigation": mitigation,
             "fid": ev["fid_test"], "amd": ev["amd"],
             "extracted": ev["extraction"]["n_extracted"],
+            "extracted_images": ev["extraction"].get("n_extracted_images", 0),
             "dmem_size": ev["extraction"]["prompts"], "d_mem": ev["d_mem"],
             "trainable": ev["trainable"], "mask": ev["mask"]})
     with open(trials["trials.json"]) as fh:
@@ -111,7 +114,7 @@ def combine(runs: list[dict]) -> dict:
     for i, first in enumerate(runs[0]["rows"]):
         row = dict(first)
         row["sd"] = {}
-        for key in ("fid", "amd", "extracted", "d_mem"):
+        for key in ("fid", "amd", "extracted", "extracted_images", "d_mem"):
             row[key], row["sd"][key] = _mean_sd([float(r["rows"][i][key]) for r in runs])
         rows.append(row)
     sanity = {
@@ -126,8 +129,9 @@ def combine(runs: list[dict]) -> dict:
 
 def table(result: dict) -> str:
     n = len(result["seeds"])
-    head = "| model | method | mitigation | FID | AMD | extracted | d_mem | trainable |"
-    lines = [head, "|" + "---|" * 8]
+    head = ("| model | method | mitigation | FID | AMD | extracted prompts | extracted images "
+            "| d_mem | trainable |")
+    lines = [head, "|" + "---|" * 9]
     def cell(r: dict, key: str, fmt: str) -> str:
         return f"{r[key]:{fmt}} ± {r['sd'][key]:{fmt}}" if n > 1 else f"{r[key]:{fmt}}"
 
@@ -135,6 +139,7 @@ def table(result: dict) -> str:
         lines.append(f"| {r['model']} | {r['method']} | {r['mitigation']} "
                      f"| {cell(r, 'fid', '.2f')} | {cell(r, 'amd', '.4f')} "
                      f"| {cell(r, 'extracted', '.1f')} / {r['dmem_size']} "
+                     f"| {cell(r, 'extracted_images', '.1f')} "
                      f"| {cell(r, 'd_mem', '.3f')} | {r['trainable']:,} |")
     s = result["sanity"]
     lines.append("")

@@ -141,6 +141,9 @@ class TrainConfig:
     testbed's full fine-tuning replays D_mem images from ~500 steps on; 320 steps of batch
     16 moved them closer but replayed 1 of 4)."""
     batch_size: int = 8
+    method_lr: dict[str, float] = field(default_factory=dict)
+    """Learning rate of a PEFT method where it differs from lr, e.g. {svdiff: 1.0e-4}: a
+    global search and the baselines train several methods."""
     lr: float = 1e-3
     """The embedded model is small: 1e-3 moves it towards replaying duplicated images within
     a few hundred steps (1e-4 barely does); SD v1.5 configs set their own."""
@@ -176,6 +179,11 @@ class TrainConfig:
     """threshold: when calibrating, drop samples at or above this quantile of the first steps."""
     threshold_calibration_steps: int = 4
 
+    def for_method(self, method: str) -> TrainConfig:
+        """These settings with lr replaced by method_lr's entry for `method`, if any."""
+        lr = self.method_lr.get(method)
+        return self if lr is None else dataclasses.replace(self, lr=lr)
+
     def __post_init__(self) -> None:
         _positive(self, "steps", "retrain_steps", "batch_size", "lr", "log_every", "grad_accum",
                   "keep_checkpoints", "rwa_tokens", "threshold_calibration_steps")
@@ -186,6 +194,10 @@ class TrainConfig:
         _check(self.zero_stage in (0, 1, 2), "zero_stage",
                f"must be 0, 1 or 2, got {self.zero_stage!r}")
         _choice(self, "mitigation", MITIGATIONS)
+        for method, lr in self.method_lr.items():
+            _check(method in METHODS, f"method_lr.{method}",
+                   f"unknown method; choose from {', '.join(METHODS)}")
+            _check(lr > 0, f"method_lr.{method}", f"must be > 0, got {lr}")
         _check(0 <= self.rwa_prob <= 1, "rwa_prob", f"must be in [0, 1], got {self.rwa_prob}")
         _check(0 < self.threshold_quantile <= 1, "threshold_quantile",
                f"must be in (0, 1], got {self.threshold_quantile}")
@@ -208,8 +220,13 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 16
     # `memctl evaluate` only (the search scores d_mem and FID alone):
+    attack_prompts: str = "dmem"
+    """Prompts the extraction attack uses: dmem (the duplicated D_mem captions: does the
+    model replay what it saw most?) or train (the first distinct training captions, as the
+    paper's official code attacks, so extracted-image counts compare with its Table 1)."""
     extraction_prompts: int = 4
-    """D_mem prompts attacked (Carlini et al. extraction); 0 turns the attack off."""
+    """Prompts attacked (Carlini et al. extraction), from attack_prompts; 0 turns the attack
+    off."""
     extraction_generations: int = 16
     """Generations per attacked prompt (paper: 500)."""
     clique_size: int = 3
@@ -239,6 +256,7 @@ class EvalConfig:
                f"got {self.clique_size}")
         _positive(self, "edge_threshold", "extraction_threshold")
         _choice(self, "text_image", ("none", "biovil-t", "clip"))
+        _choice(self, "attack_prompts", ("dmem", "train"))
         _choice(self, "sampler", ("ddim", "dpm"))
         _check(self.guidance_scale >= 1, "guidance_scale",
                f"must be >= 1, got {self.guidance_scale}")

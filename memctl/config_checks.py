@@ -60,6 +60,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise _Invalid(where, f"must be a list, got {value!r}")
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_type, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise _Invalid(where, f"must be a mapping, got {value!r}")
+        return {_coerce(k, key_type, where): _coerce(v, item, f"{where}.{k}")
+                for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"unsupported type {hint}")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):

@@ -67,3 +67,14 @@ def test_cli_bad_override_exits_2(tmp_path):
     )
     assert proc.returncode == 2 and "search.executor" in proc.stderr
     assert not (tmp_path / "memctl-runs").exists()  # nothing written on bad input
+
+
+def test_method_learning_rates_are_checked_and_applied():
+    cfg = load_config(None, ["train.method_lr={svdiff: 1e-4}"])
+    assert cfg.train.for_method("svdiff").lr == 1e-4
+    assert cfg.train.for_method("attention").lr == cfg.train.lr
+    for bad, message in (("train.method_lr.bogus=1", "train.method_lr.bogus: unknown method"),
+                         ("train.method_lr.svdiff=0", "train.method_lr.svdiff: must be > 0"),
+                         ("train.method_lr=3", "train.method_lr: must be a mapping")):
+        with pytest.raises(UserError, match=message):
+            load_config(None, [bad])

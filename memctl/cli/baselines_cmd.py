@@ -19,41 +19,59 @@ from memctl.cli.common import (
     summary_line,
 )
 from memctl.cli.output import emit
-from memctl.config import Config
+from memctl.config import MITIGATIONS, Config
+from memctl.runs.baselines import TABLE1_METHODS
 
 
 @main.command()
 @config_options
-@click.option("--only", default="freeze,full,peft,rwa,threshold",
-              show_default=True, help="Comma-separated baselines to run.")
+@click.option("--methods", default=",".join(TABLE1_METHODS), show_default=True,
+              help="Comma-separated methods: freeze, full, a PEFT method on every block "
+                   "(svdiff, difffit, attention, lora; `peft`: the config's method), "
+                   "memcontrol (the study's pick).")
+@click.option("--mitigations", default=",".join(MITIGATIONS), show_default=True,
+              help="Comma-separated mitigations each method is trained with (freeze "
+                   "trains nothing: it is run once and shown under each).")
 @click.option("--no-evaluate", is_flag=True, help="Retrain only; run `memctl evaluate` later.")
 @json_option
-def baselines(cfg: Config, config_given: bool, only: str, no_evaluate: bool,
-              as_json: bool) -> None:
-    """Retrain and evaluate the paper's baselines: the frozen pretrained model, full
-    fine-tuning, vanilla PEFT, random word addition, threshold mitigation. Results land in
-    RUN_DIR/baselines/NAME/."""
+def baselines(cfg: Config, config_given: bool, methods: str, mitigations: str,
+              no_evaluate: bool, as_json: bool) -> None:
+    """Retrain and evaluate the paper's baselines (Table 1): each method crossed with each
+    mitigation, skipping runs already complete. Results land in RUN_DIR/baselines/NAME/."""
     from memctl.errors import UserError
-    from memctl.runs.baselines import BASELINES, run_baselines
+    from memctl.runs.baselines import PICK, baseline_grid, run_baselines
 
-    names = tuple(n.strip() for n in only.split(",") if n.strip())
-    unknown = [n for n in names if n not in BASELINES]
-    if unknown or not names:
-        raise UserError(f"--only: unknown baseline {', '.join(unknown) or '(none given)'}; "
-                        f"choose from {', '.join(BASELINES)}")
+    try:
+        grid = baseline_grid(_split(methods), _split(mitigations), cfg.peft.method)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    pick = None
+    if any(b.method == PICK for b in grid):
+        from memctl.search.lookup import study_target
+
+        try:
+            pick = study_target(cfg, None, config_given)
+        except UserError as err:
+            raise UserError(f"--methods memcontrol: {err} (or leave memcontrol out)") from None
     with phase_status("baselines") as phase:
         results = run_baselines(
-            cfg, names, command_line(), evaluate_too=not no_evaluate,
-            on_stage=lambda name, msg: phase(f"{name}: {msg}"), on_step=_step_progress(phase))
+            cfg, grid, command_line(), evaluate_too=not no_evaluate,
+            on_stage=lambda name, msg: phase(f"{name}: {msg}"), on_step=_step_progress(phase),
+            pick=pick)
     if as_json:
         emit_json(results)
         return
     for name, res in results.items():
+        same = f" (same run as {res['same_as']})" if "same_as" in res else ""
         if "extraction" in res:
-            emit(summary_line(name, res))
+            emit(summary_line(name, res) + same)
         else:
-            emit(f"{name}: retrained, test FID {res.get('fid_test', float('nan')):.2f}")
+            emit(f"{name}: retrained, test FID {res.get('fid_test', float('nan')):.2f}{same}")
     emit(f"under {Path(cfg.run_dir) / 'baselines'}; `memctl report` tabulates them")
+
+
+def _split(names: str) -> list[str]:
+    return [n.strip() for n in names.split(",") if n.strip()]
 
 
 def _step_progress(phase: Callable[[str], None]) -> Callable[[str, int, int, float], None]:

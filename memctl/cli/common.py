@@ -185,11 +185,17 @@ def apply_flags(cfg: Config, **flags: Any) -> Config:
     return cfg
 
 
+def _images(extraction: dict) -> str:
+    n = extraction.get("n_extracted_images")  # absent from evaluations before it was counted
+    return "" if n is None else f", {n} training image{'s' * (n != 1)}"
+
+
 def summary_line(name: str, ev: dict) -> str:
     """One line of an evaluation (memctl.runs.evaluate)."""
     ti = ev["text_image"]
     ti_text = f"{ti['name']} {ti['value']:.3f}" if ti["value"] is not None else "text-image n/a"
     ex = ev["extraction"]
     return (f"{name}: FID {ev['fid_test']:.2f}, AMD {ev['amd']:.4f}, {ti_text}, "
-            f"extracted {ex['n_extracted']}/{ex['prompts']} (memorised {ex['n_memorised']}), "
+            f"extracted {ex['n_extracted']}/{ex['prompts']} prompts"
+            f"{_images(ex)} (memorised {ex['n_memorised']}), "
             f"d_mem {ev['d_mem']:.4f}")

@@ -19,11 +19,8 @@ def model() -> None:
               help="Write the untrained architecture with this seed instead of the shipped "
                    "pretrained weights (what memctl.models.pretrain starts from).")
 def model_tiny(out_dir: str, seed: int | None) -> None:
-    """Write the embedded tiny SD-architecture pipeline to OUT_DIR.
-
-    Example: memctl model tiny ./tiny && python -c "from diffusers import
-    StableDiffusionPipeline as P; P.from_pretrained('./tiny')"
-    """
+    """Write the embedded tiny SD-architecture pipeline to OUT_DIR (loads in a stock
+    diffusers StableDiffusionPipeline.from_pretrained)."""
     from memctl.models.tiny import write_tiny_model
 
     path = write_tiny_model(out_dir, seed or 0, pretrained=seed is None)

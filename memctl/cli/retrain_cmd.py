@@ -26,8 +26,9 @@ from memctl.errors import UserError
 @config_options
 @click.option("--best", is_flag=True, help="The Pareto trial with the best normalised mean.")
 @click.option("--trial", "trial_number", type=int, help="A given trial of the study.")
-@click.option("--mask", "mask_file", type=click.Path(dir_okay=False),
-              help="mask.json from an earlier retrain or another study.")
+@click.option("--mask", "mask_file", type=click.Path(),
+              help="A mask file, or a folder holding one: a trial's folder "
+                   "(RUN_DIR/trials/STUDY/NNNNN), a retrain, a baseline or an adapter.")
 @click.option("--study", help="Study name (default: search.study).")
 @click.option("--storage", help="Storage URL (default: search.storage).")
 @click.option("--gpus", type=int, default=1, show_default=True,

@@ -38,6 +38,7 @@ class PromptExtraction:
     nearest_generation: int  # clique member achieving min_train_l2 (-1: none)
     nearest_train: int  # train image achieving min_train_l2 (-1: none)
     extracted: bool  # memorised and min_train_l2 <= extraction_threshold
+    extracted_train: tuple[int, ...] = ()  # train images within the threshold of a member
 
     @property
     def clique_size(self) -> int:
@@ -107,7 +108,11 @@ def _attack_one(
     row, col = divmod(flat, to_train.shape[1])
     min_l2 = float(to_train[row, col])
     extracted = memorised and min_l2 <= extraction_threshold
-    return PromptExtraction(index, clique, memorised, min_l2, clique[row], col, extracted)
+    # The paper counts extracted training images: every one some clique member replays.
+    replayed = (tuple(int(i) for i in torch.nonzero(
+        to_train.min(dim=0).values <= extraction_threshold).flatten()) if extracted else ())
+    return PromptExtraction(index, clique, memorised, min_l2, clique[row], col, extracted,
+                            replayed)
 
 
 def extraction_attack(
@@ -124,7 +129,8 @@ def extraction_attack(
     Two generations are linked when their tiled l2 is below ``edge_threshold``; a prompt is
     memorised when its largest clique has >= ``clique_size`` members; it is extracted when,
     in addition, some clique member is within normalised l2 ``extraction_threshold`` of one
-    of the prompt's training images (K, C, H, W), which must match the generations' shape.
+    of the prompt's training images (K, C, H, W), which must match the generations' shape;
+    each such training image counts as extracted.
     """
     if len(generations_per_prompt) != len(train_images_per_prompt):
         raise ValueError(

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from memctl.runs.baselines import BASELINES
+from memctl.config import MITIGATIONS
+from memctl.runs.baselines import METHOD_NAMES, TABLE1_METHODS
+
+# The paper's order: Table 1's methods, then the others.
+ORDER = tuple(dict.fromkeys((*TABLE1_METHODS, *METHOD_NAMES)))
 
 
 @dataclass
@@ -22,9 +27,22 @@ class EvaluationRow:
     text_image: float | None
     text_image_name: str
     extracted: int
+    extracted_images: int | None
+    """Distinct training images a clique member replays (None: evaluated before counted)."""
     memorised: int
+    attack: str
+    """The attack's settings: prompt set, generations per prompt, clique size, threshold."""
     prompts: int
     d_mem: float
+    same_as: str | None = None
+    """The run this one equals (trained once, shown under both names)."""
+
+
+def _attack(ex: dict) -> str:
+    if "clique_size" not in ex:
+        return ""
+    return (f"{ex.get('attack_prompts', 'dmem')} prompts, {ex['generations_per_prompt']} "
+            f"generations, clique {ex['clique_size']}, l2 {ex['extraction_threshold']}")
 
 
 def _row(path: Path, kind: str) -> EvaluationRow | None:
@@ -35,16 +53,33 @@ def _row(path: Path, kind: str) -> EvaluationRow | None:
             name=path.parent.name, kind=kind, method=ev["method"], mitigation=ev["mitigation"],
             mask=str(ev.get("mask", "")), trainable=ev.get("trainable"), fid=ev["fid_test"],
             amd=ev["amd"], text_image=ti["value"], text_image_name=ti["name"],
-            extracted=ex["n_extracted"], memorised=ex["n_memorised"], prompts=ex["prompts"],
+            extracted=ex["n_extracted"], extracted_images=ex.get("n_extracted_images"),
+            memorised=ex["n_memorised"], attack=_attack(ex), prompts=ex["prompts"],
             d_mem=ev["d_mem"])
     except (OSError, ValueError, KeyError, TypeError):
         return None  # half-written or foreign file: the table shows what is complete
 
 
+def _same_as(path: Path) -> EvaluationRow | None:
+    """A baseline trained once under another name, shown under its own."""
+    try:
+        same = json.loads(path.read_text())["same_as"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    row = _row(path.parent.parent / str(same) / "evaluation.json", "baseline")
+    return dataclasses.replace(row, name=path.parent.name, same_as=str(same)) if row else None
+
+
+def _paper_order(row: EvaluationRow) -> tuple[int, int, str]:
+    method = row.name.split("-")[0]
+    return (ORDER.index(method) if method in ORDER else len(ORDER),
+            MITIGATIONS.index(row.mitigation) if row.mitigation in MITIGATIONS else 0, row.name)
+
+
 def collect_evaluations(run_dir: Path) -> list[EvaluationRow]:
-    """Retrained masks first (by name), then the baselines in the paper's order."""
-    order = {name: i for i, name in enumerate(BASELINES)}
+    """Retrained masks first (by name), then the baselines by method and mitigation."""
     rows = [_row(p, "retrain") for p in sorted(run_dir.glob("retrain/*/evaluation.json"))]
-    rows += sorted((_row(p, "baseline") for p in run_dir.glob("baselines/*/evaluation.json")),
-                   key=lambda r: order.get(r.name, len(order)) if r else len(order))
-    return [r for r in rows if r is not None]
+    base = [_row(p, "baseline") for p in run_dir.glob("baselines/*/evaluation.json")]
+    base += [_same_as(p) for p in run_dir.glob("baselines/*/same_as.json")]
+    return [r for r in rows if r is not None] + sorted((r for r in base if r is not None),
+                                                         key=_paper_order)

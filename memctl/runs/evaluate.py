@@ -6,8 +6,10 @@
     amd            mean over those generations of the cosine distance to the nearest training
                    image, in the same feature space (lower: closer to training data)
     text_image     BioViL-T or CLIP score of the generations against their captions
-    extraction     Carlini et al. on the D_mem prompts: cliques of near-duplicate generations,
-                   confirmed against the prompt's own training images
+    extraction     Carlini et al. on the D_mem prompts (or the first training captions,
+                   eval.attack_prompts): cliques of near-duplicate generations, confirmed
+                   against the prompt's own training images; counts extracted prompts and
+                   distinct extracted training images, with the attack's settings
     d_mem          noised-data d_mem on D_mem (what the search optimised)
     d_mem_sampling d_mem along the attack's own denoising passes (no second pass)
 
@@ -57,10 +59,11 @@ def run_config(run_dir: Path, overrides: tuple[str, ...] = ()) -> Config:
     return load_config(str(run_dir / "config.yaml"), list(overrides))
 
 
-def attacked_prompts(reader: CacheReader, dmem_indices: list[int], n: int) -> list[int]:
-    """The first n distinct prompts among the D_mem rows, as cache rows (one per prompt)."""
+def attacked_prompts(reader: CacheReader, rows: list[int], n: int) -> list[int]:
+    """The first n distinct prompts among `rows` (the D_mem rows or the training split), as
+    cache rows (one per prompt)."""
     seen: dict[int, int] = {}
-    for row in dmem_indices:
+    for row in rows:
         seen.setdefault(int(reader.prompt_index[row]), row)
     return list(seen.values())[:n]
 
@@ -78,15 +81,22 @@ def _images(reader: CacheReader, rows: list[int], resolution: int) -> torch.Tens
 
 def extraction(comps: Components, reader: CacheReader, cfg: Config,
                dmem_indices: list[int]) -> tuple[dict, float | None]:
-    """The attack on D_mem prompts; returns (summary, d_mem along its sampling passes)."""
+    """The attack on D_mem (or training) prompts; returns (summary, d_mem along its sampling
+    passes)."""
     ev = cfg.eval
-    prompts = attacked_prompts(reader, dmem_indices, ev.extraction_prompts)
+    pool = dmem_indices if ev.attack_prompts == "dmem" else reader.usable("train")
+    prompts = attacked_prompts(reader, pool, ev.extraction_prompts)
+    settings = {"attack_prompts": ev.attack_prompts,
+                "generations_per_prompt": ev.extraction_generations,
+                "clique_size": ev.clique_size, "edge_threshold": ev.edge_threshold,
+                "extraction_threshold": ev.extraction_threshold, "grid": ev.tile_grid}
     if not prompts:
-        return {"prompts": 0, "n_memorised": 0, "n_extracted": 0, "records": []}, None
+        return {"prompts": 0, **settings, "n_memorised": 0, "n_extracted": 0,
+                "n_extracted_images": 0, "records": []}, None
     by_prompt = _train_rows_by_prompt(reader)
     data = reader.load(prompts)
     shape = tuple(data.latent_mean.shape[1:])
-    gens, trains, dmems = [], [], []
+    gens, trains, dmems, compared = [], [], [], []
     for k, row in enumerate(prompts):
         embeds = data.prompt_embeds[data.prompt_index[k : k + 1]].expand(
             ev.extraction_generations, -1, -1)
@@ -96,19 +106,20 @@ def extraction(comps: Components, reader: CacheReader, cfg: Config,
                        return_dmem=True)
         gens.append(out.images)
         dmems.append(out.dmem if out.dmem is not None else np.nan)
-        train_rows = by_prompt.get(int(reader.prompt_index[row]), [row])
-        trains.append(_images(reader, train_rows[:MAX_TRAIN_IMAGES_PER_PROMPT],
-                              out.images.shape[-1]))
+        compared.append(by_prompt.get(int(reader.prompt_index[row]),
+                                      [row])[:MAX_TRAIN_IMAGES_PER_PROMPT])
+        trains.append(_images(reader, compared[-1], out.images.shape[-1]))
     result = extraction_attack(gens, trains, grid=ev.tile_grid,
                                edge_threshold=ev.edge_threshold, clique_size=ev.clique_size,
                                extraction_threshold=ev.extraction_threshold)
     records = [{"row": prompts[r.prompt_index], "clique_size": r.clique_size,
                 "memorised": r.memorised, "min_train_l2": r.min_train_l2,
-                "extracted": r.extracted} for r in result.records]
-    summary = {"prompts": len(prompts), "generations_per_prompt": ev.extraction_generations,
-               "clique_size": ev.clique_size, "edge_threshold": ev.edge_threshold,
-               "extraction_threshold": ev.extraction_threshold, "grid": ev.tile_grid,
-               "n_memorised": result.n_memorised, "n_extracted": result.n_extracted,
+                "extracted": r.extracted,
+                "extracted_rows": [compared[r.prompt_index][i] for i in r.extracted_train]}
+               for r in result.records]
+    images = {row for rec in records for row in rec["extracted_rows"]}
+    summary = {"prompts": len(prompts), **settings, "n_memorised": result.n_memorised,
+               "n_extracted": result.n_extracted, "n_extracted_images": len(images),
                "records": records}
     return summary, float(np.nanmean(dmems))
 

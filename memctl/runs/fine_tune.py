@@ -34,8 +34,9 @@ def fine_tune(cfg: Config, model_dir: str, bits: Sequence[int], reader: CacheRea
     adapter = peft.apply(comps.unet, cfg.peft.method, list(bits), cfg.peft.space,
                          list(cfg.peft.always))
     data = reader.load(indices)
-    result = train(comps.unet, adapter.param_groups(cfg.train.lr), data, comps.scheduler,
-                   cfg.train, scaling_factor=comps.vae.config.scaling_factor, out_dir=out_dir,
+    train_cfg = cfg.train.for_method(cfg.peft.method)
+    result = train(comps.unet, adapter.param_groups(train_cfg.lr), data, comps.scheduler,
+                   train_cfg, scaling_factor=comps.vae.config.scaling_factor, out_dir=out_dir,
                    on_step=on_step, tokenizer=comps.tokenizer, text_encoder=comps.text_encoder,
                    captions=prompt_captions(data, reader.captions) if rwa else None,
                    should_stop=should_stop)

@@ -26,7 +26,7 @@ from memctl.config import Config, dump_config
 from memctl.data.cache import CacheReader
 from memctl.data.json_files import read_json, write_json
 from memctl.errors import UserError
-from memctl.runs.target import RetrainTarget
+from memctl.runs.target import RetrainTarget, mask_file
 from memctl.train.loop import StepCallback
 from memctl.train.stop import stop_in_slurm_job
 from memctl.workspace import make_private_dir
@@ -60,10 +60,9 @@ def _same_run(out_dir: Path, cfg: Config, bits: Sequence[int]) -> bool:
 
 def mask_record(cfg: Config, bits: Sequence[int], block_names: Sequence[str], counts: dict,
                 source: str) -> dict:
-    return {"method": cfg.peft.method, "space": cfg.peft.space, "always": list(cfg.peft.always),
-            "bits": "".join(map(str, bits)), "block_names": list(block_names),
-            "trainable": counts["trainable"], "total": counts["total"],
-            "percent": counts["percent"], "source": source}
+    return mask_file(cfg.peft.method, cfg.peft.space, cfg.peft.always, bits, block_names,
+                     source, trainable=counts["trainable"], total=counts["total"],
+                     percent=counts["percent"])
 
 
 def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int],

@@ -1,13 +1,14 @@
 """What a retrain trains: a mask with its method and space, the model, cache and D_mem rows.
 
-A target comes from a study's trial (memctl.search.lookup.trial_target) or from a
-mask.json written by an earlier retrain (`mask_file_target`).
+A target comes from a study's trial (memctl.search.lookup.trial_target) or from a mask file
+(`mask_file_target`): the mask.json of a trial folder, a retrain, a baseline or an adapter.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,19 +36,49 @@ class RetrainTarget:
                     source=self.source)
 
 
-def _from_mask_file(path: Path, cfg: Config) -> tuple[list[int], list[str], str, Config]:
+MASK_FILE = "mask.json"
+
+
+def mask_file(method: str, space: str, always: Sequence[str], bits: Sequence[int],
+              block_names: Sequence[str], source: str, **counts: int | float) -> dict:
+    """The one mask-file record a trial folder, a retrain and a baseline write (plus the
+    trainable/total/percent counts once a model was built): what `retrain --mask` reads."""
+    return {"method": method, "space": space, "always": list(always),
+            "bits": "".join(map(str, bits)), "block_names": list(block_names), **counts,
+            "source": source}
+
+
+def _read_mask_file(path: Path) -> dict:
+    """The record of a mask file, or of the mask.json inside a trial folder, a retrain or
+    an adapter directory; bits as "1101" or [1, 1, 0, 1] (an adapter's own layout)."""
+    if path.is_dir():
+        path = path / MASK_FILE
     if not path.is_file():
         raise UserError(f"{path}: mask file not found")
     try:
         rec = json.loads(path.read_text())
-        bits = [int(b) for b in str(rec["bits"])]
-        method, space = rec["method"], rec["space"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{path}: not a memctl mask file ({err})") from None
-    peft = dataclasses.replace(cfg.peft, method=method, space=space,
-                               always=list(rec.get("always", [])))
-    return bits, list(rec.get("block_names", [])), f"mask file {path}", dataclasses.replace(
-        cfg, peft=peft)
+        bits = [int(b) for b in (rec["bits"] if isinstance(rec["bits"], list)
+                                 else str(rec["bits"]))]
+        method, space = str(rec["method"]), str(rec.get("space", "blocks16"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{path}: not a memctl mask file ({type(err).__name__}: {err})"
+                        ) from None
+    if not bits or any(b not in (0, 1) for b in bits):
+        raise UserError(f"{path}: bits: expected 0s and 1s, got {rec['bits']!r}")
+    return {"path": path, "bits": bits, "method": method, "space": space,
+            "always": list(rec.get("always", [])),
+            "block_names": list(rec.get("block_names", rec.get("blocks", [])))}
+
+
+def _from_mask_file(path: Path, cfg: Config) -> tuple[list[int], list[str], str, Config]:
+    rec = _read_mask_file(path)
+    try:  # the config's own checks: a method and space this memctl knows
+        peft = dataclasses.replace(cfg.peft, method=rec["method"], space=rec["space"],
+                                   always=rec["always"])
+    except ValueError as err:
+        raise UserError(f"{rec['path']}: {err}") from None
+    return (rec["bits"], rec["block_names"], f"mask file {rec['path']}",
+            dataclasses.replace(cfg, peft=peft))
 
 
 def mask_file_target(path: Path, cfg: Config) -> RetrainTarget:

@@ -1,4 +1,8 @@
-"""The Pareto front of a finished search and the one mask retrained from it."""
+"""The Pareto front of a finished search and the one mask retrained from it.
+
+A global search (search.methods) runs one study per PEFT method; its front is the union of
+theirs, so the functions here take any trials, of one study or of several.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,33 @@ def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
+def non_dominated(values: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows of an (n, 2) array (both minimised) no other row dominates;
+    equal rows are all kept, as Optuna's best_trials keeps them. One sort and a sweep, so
+    10,000 trials take milliseconds."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1, 2)
+    keep = np.zeros(len(values), dtype=bool)
+    best: tuple[float, float] | None = None
+    for i in np.lexsort((values[:, 1], values[:, 0])):
+        point = (values[i, 0], values[i, 1])
+        if best is None or point[1] < best[1] or point == best:
+            keep[i] = True
+            best = point
+    return keep
+
+
+def front_of(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The non-dominated trials among complete `trials`, in the order given."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not done:
+        return []
+    keep = non_dominated(np.array([t.values for t in done]))
+    return [t for t, k in zip(done, keep, strict=True) if k]
+
+
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
-    """Non-dominated complete trials (Optuna's own computation)."""
-    return sorted(study.best_trials, key=lambda t: t.number)
+    """Non-dominated complete trials of one study, by trial number."""
+    return sorted(front_of(complete_trials(study)), key=lambda t: t.number)
 
 
 def normalised_scores(
@@ -34,10 +62,22 @@ def normalised_scores(
     return vals.mean(axis=1).tolist()
 
 
+def pick_index(trials: Sequence[FrozenTrial]) -> int:
+    """Index in `trials` of the front trial with the lowest mean normalised objective
+    (scaled over all complete ones); ties go to the earlier one. ValueError when none is
+    complete."""
+    done = [i for i, t in enumerate(trials) if t.state == TrialState.COMPLETE]
+    if not done:
+        raise ValueError("no complete trials yet")
+    keep = non_dominated(np.array([trials[i].values for i in done]))
+    front = [i for i, k in zip(done, keep, strict=True) if k]
+    scores = normalised_scores([trials[i] for i in front], [trials[i] for i in done])
+    return front[int(np.argmin(scores))]
+
+
 def pick(study: optuna.Study) -> FrozenTrial:
     """Front trial with the lowest mean normalised objective; ties go to the earlier trial."""
-    front = pareto_front(study)
-    if not front:
+    trials = complete_trials(study)
+    if not trials:
         raise ValueError(f"study {study.study_name!r} has no complete trials yet")
-    scores = normalised_scores(front, complete_trials(study))
-    return front[int(np.argmin(scores))]
+    return trials[pick_index(trials)]

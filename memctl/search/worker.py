@@ -21,6 +21,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from memctl.config import config_from_dict
+from memctl.data.json_files import write_json
+from memctl.runs.target import MASK_FILE, mask_file
 from memctl.search.objective import TrialContext, run_trial
 from memctl.search.space import bits_str, suggest_mask
 from memctl.search.study import load_study
@@ -258,6 +260,10 @@ def _run_trials(spec: WorkerSpec, should_stop: Callable[[], bool] | None,
         out = trials_root / f"{_root_number(trial):05d}"
         try:
             out.mkdir(parents=True, exist_ok=True)
+            # The trial's mask as a file: `memctl retrain --mask TRIAL_FOLDER` retrains it.
+            write_json(out / MASK_FILE, mask_file(
+                cfg.peft.method, cfg.peft.space, cfg.peft.always, bits, ctx.block_names,
+                f"study {study.study_name} trial {trial.number}"))
             trial.set_user_attr("mask", bits_str(bits))
             trial.set_user_attr("out_dir", str(out))
             for key, value in job.items():

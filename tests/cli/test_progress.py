@@ -63,7 +63,8 @@ def test_piped_search_logs_progress_lines(tmp_path, tiny_model_dir):
 def test_piped_baselines_log_training_steps(tmp_path, tiny_model_dir):
     env = {**os.environ, PROGRESS_ENV: "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "memctl", "baselines", "--only", "full", "--no-evaluate",
+        [sys.executable, "-m", "memctl", "baselines", "--methods", "full", "--mitigations", "none",
+         "--no-evaluate",
          *SMALL, f"model.path={tiny_model_dir}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -49,7 +49,8 @@ def test_memorised_prompt_is_extracted_and_novel_prompt_is_not():
     assert first.memorised and first.extracted
     assert first.nearest_train == 1 and first.nearest_generation in first.clique
     assert first.min_train_l2 < 0.02
-    assert not second.memorised and not second.extracted
+    assert first.extracted_train == (1,)  # the replayed training image, not its neighbour
+    assert not second.memorised and not second.extracted and second.extracted_train == ()
     assert result.n_extracted == 1 and result.n_memorised == 1
     assert result.to_dict()["n_extracted"] == 1
 

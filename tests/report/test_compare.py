@@ -11,7 +11,9 @@ def _evaluation(method: str, mitigation: str, fid: float, extracted: int) -> dic
             "fid_test": fid, "amd": 0.25, "d_mem": 1.5,
             "text_image": {"name": "none", "value": None, "n": 6, "reason": "off"},
             "extraction": {"prompts": 4, "n_memorised": extracted + 1, "n_extracted": extracted,
-                           "records": []}}
+                           "n_extracted_images": 2 * extracted, "attack_prompts": "train",
+                           "generations_per_prompt": 16, "clique_size": 3,
+                           "extraction_threshold": 0.1, "records": []}}
 
 
 def _put(path, obj) -> None:
@@ -20,14 +22,21 @@ def _put(path, obj) -> None:
 
 
 def test_collects_retrains_then_baselines_in_paper_order_skipping_broken(tmp_path):
-    _put(tmp_path / "baselines/threshold/evaluation.json", _evaluation("svdiff", "threshold", 3, 0))
+    _put(tmp_path / "baselines/svdiff-threshold/evaluation.json",
+         _evaluation("svdiff", "threshold", 3, 0))
+    _put(tmp_path / "baselines/svdiff/evaluation.json", _evaluation("svdiff", "none", 2.5, 1))
     _put(tmp_path / "baselines/full/evaluation.json", _evaluation("full", "none", 1, 3))
+    _put(tmp_path / "baselines/memcontrol/same_as.json", {"same_as": "svdiff"})
     _put(tmp_path / "retrain/study-trial7/evaluation.json", _evaluation("svdiff", "none", 2, 0))
-    _put(tmp_path / "baselines/rwa/evaluation.json", "{half a fi")  # interrupted write
+    _put(tmp_path / "baselines/full-rwa/evaluation.json", "{half a fi")  # interrupted write
+    _put(tmp_path / "baselines/memcontrol-rwa/same_as.json", {"same_as": "gone"})
     rows = collect_evaluations(tmp_path)
-    assert [(r.name, r.kind) for r in rows] == [
-        ("study-trial7", "retrain"), ("full", "baseline"), ("threshold", "baseline")]
+    assert [(r.name, r.kind, r.same_as) for r in rows] == [
+        ("study-trial7", "retrain", None), ("full", "baseline", None),
+        ("svdiff", "baseline", None), ("svdiff-threshold", "baseline", None),
+        ("memcontrol", "baseline", "svdiff")]
     assert rows[1].extracted == 3 and rows[1].memorised == 4 and rows[1].fid == 1
+    assert rows[4].fid == rows[2].fid == 2.5 and rows[1].extracted_images == 6
 
 
 def test_report_renders_the_comparison(tmp_path):
@@ -42,11 +51,13 @@ def test_report_renders_the_comparison(tmp_path):
     paths = write_report(snap, tmp_path / "out", rows)
     md = paths["report.md"].read_text()
     assert "## Comparison" in md and "| full | baseline | full | none | 1,234 | 1.50 |" in md
-    assert "2/4" in md and "n/a" in md
+    assert "| 2/4 | 4 | 3/4 |" in md and "n/a" in md
+    assert "train prompts, 16 generations, clique 3, l2 0.1" in md
     assert "<h2>Comparison</h2>" in paths["report.html"].read_text()
     with open(paths["comparison.csv"]) as fh:
         table = list(csv.DictReader(fh))
     assert table[0]["name"] == "full" and table[0]["extracted"] == "2"
+    assert table[0]["extracted_images"] == "4"
     # Without evaluations there is no comparison section or file.
     paths = write_report(snap, tmp_path / "out2", [])
     assert "Comparison" not in paths["report.md"].read_text() and "comparison.csv" not in paths

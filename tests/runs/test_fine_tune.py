@@ -27,3 +27,17 @@ def test_fine_tune_with_mitigation(prepared, tmp_path, mitigation):
         assert [x["augmented"] for x in log] == [2, 2]  # p = 1: every caption re-encoded
     else:
         assert log[0]["dropped"] == 0 and "threshold" in log[-1]  # calibrated after step 1
+
+
+def test_a_method_trains_at_its_own_learning_rate(prepared, tmp_path):
+    cfg, ws = prepared
+    train = dataclasses.replace(cfg.train, steps=1, batch_size=2, log_every=1, lr=1e-3,
+                                method_lr={"svdiff": 2e-4})
+    reader = CacheReader(ws.cache_path)
+    for method, lr in (("svdiff", 2e-4), ("difffit", 1e-3)):
+        run = dataclasses.replace(cfg, train=train,
+                                  peft=dataclasses.replace(cfg.peft, method=method))
+        out = tmp_path / method
+        fine_tune(run, cfg.model.path, [1] * 16, reader, reader.usable("train")[:4], out)
+        log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        assert log[0]["lr"] == pytest.approx(lr), method

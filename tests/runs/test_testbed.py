@@ -15,11 +15,11 @@ pytestmark = pytest.mark.slow
 
 def test_full_fine_tuning_extracts_dmem_and_freeze_extracts_none(tmp_path,
                                                                  tiny_model_dir):
-    from memctl.runs.baselines import run_baselines
+    from memctl.runs.baselines import Baseline, run_baselines
 
     cfg = load_config(None, [f"run_dir={tmp_path}"])
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, path=str(tiny_model_dir)))
-    results = run_baselines(cfg, ("freeze", "full"), command="test")
+    results = run_baselines(cfg, [Baseline("freeze"), Baseline("full")], command="test")
     freeze, full = results["freeze"], results["full"]
     assert freeze["extraction"]["prompts"] == cfg.eval.extraction_prompts
     assert freeze["extraction"]["n_extracted"] == 0

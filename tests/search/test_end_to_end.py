@@ -33,6 +33,12 @@ def test_search_retrain_report_on_embedded_default(tmp_path):
     assert status["front"] and status["picked"] in [r["number"] for r in status["front"]]
     first = min(status["front"] + [], key=lambda r: r["number"])
     assert len(first["mask"]) == 16
+    # Each trial's folder holds its mask file, which `retrain --mask FOLDER` reads.
+    for row in status["front"]:
+        trial_mask = json.loads(
+            (tmp_path / f"memctl-runs/trials/memctl/{row['number']:05d}/mask.json").read_text())
+        assert trial_mask["bits"] == row["mask"] and trial_mask["method"] == "attention"
+        assert trial_mask["source"] == f"study memctl trial {row['number']}"
 
     attack = ["eval.extraction_prompts=2", "eval.extraction_generations=4", "eval.clique_size=2"]
     retrain = json.loads(memctl(tmp_path, "retrain", "--best", "--evaluate", "--json",
@@ -68,7 +74,8 @@ def test_search_retrain_report_on_embedded_default(tmp_path):
     # The comparison: the retrained mask and one baseline, evaluated the same way.
     ev = json.loads(memctl(tmp_path, "evaluate", str(run), "--json", *attack).stdout)
     assert ev["mask"] == retrain["mask"] and ev["extraction"]["prompts"] == 2
-    base = json.loads(memctl(tmp_path, "baselines", "--only", "full", "--json",
+    base = json.loads(memctl(tmp_path, "baselines", "--methods", "full", "--mitigations", "none",
+                             "--json",
                              *SMALL, *attack).stdout)
     assert base["full"]["method"] == "full" and base["full"]["trainable"] == mask["total"]
 
