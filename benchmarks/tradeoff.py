@@ -51,7 +51,7 @@ def _memctl(args: list[str], log) -> dict:
     return json.loads(done.stdout)
 
 
-def sanity(run_dir: Path) -> dict:
+def sanity(run_dir: Path, overrides: list[str]) -> dict:
     """VAE reconstruction and distinct-pair distance on the training split, at model size."""
     import torch
 
@@ -61,7 +61,7 @@ def sanity(run_dir: Path) -> dict:
     from memctl.models.load import load_components
     from memctl.workspace import open_workspace
 
-    cfg = load_config(None, [f"run_dir={run_dir}"])
+    cfg = load_config(None, [f"run_dir={run_dir}", *overrides])  # the seed's own splits
     ws = open_workspace(cfg)
     reader = ws.reader()
     rows = reader.usable("train")
@@ -101,7 +101,7 @@ def one_seed(seed: int, run_dir: Path, overrides: list[str], log) -> dict:
         trial_rows = json.load(fh)["trials"]
     return {"seed": seed, "rows": rows, "front_size": len(status["front"]),
             "picked_trial": status["picked"], "trials": trial_rows,
-            "sanity": sanity(run_dir), "seconds": round(time.monotonic() - t0, 1)}
+            "sanity": sanity(run_dir, base), "seconds": round(time.monotonic() - t0, 1)}
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:

@@ -37,6 +37,7 @@ from memctl.peft import registry as peft_registry
 # train.mitigations.MITIGATIONS.
 METHODS = tuple(peft_registry.METHODS)
 SPACES = peft_registry.SPACES
+SEARCHABLE = tuple(m for m in METHODS if m != "freeze")
 EXECUTORS = ("local", "debug", "slurm")
 MITIGATIONS = ("none", "rwa", "threshold")
 
@@ -295,6 +296,10 @@ class SlurmConfig:
 @dataclass
 class SearchConfig:
     study: str = "memctl"
+    methods: list[str] = field(default_factory=list)
+    """Global search (the paper's section 4): one study per PEFT method, named
+    STUDY-METHOD in the same storage; status, retrain --best and report then use the union
+    of their Pareto fronts. Empty: one study of peft.method."""
     storage: str = ""
     """SQLAlchemy URL or journal file; empty: sqlite file under run_dir."""
     trials: int = 8
@@ -319,6 +324,11 @@ class SearchConfig:
                   "max_consecutive_failures")
         _check(self.population_size >= 2, "population_size", "must be >= 2")
         _choice(self, "executor", EXECUTORS)
+        for i, method in enumerate(self.methods):
+            _check(method in METHODS and method != "freeze", f"methods[{i}]",
+                   f"must be a method that trains ({', '.join(SEARCHABLE)}), got {method!r}")
+        _check(len(set(self.methods)) == len(self.methods), "methods",
+               f"lists a method twice: {self.methods}")
         _check(0 <= self.crossover_prob <= 1, "crossover_prob", "must be in [0, 1]")
         _check(0 <= self.mutation_prob <= 1, "mutation_prob", "must be in [0, 1]")
 

@@ -16,19 +16,22 @@ from memctl.config import Config
 @config_options
 @click.option("--study", help="Study name (default: search.study).")
 @click.option("--storage", help="Storage URL (default: search.storage).")
+@click.option("--method", help="Of a global search, only this method's study.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Output folder (default: RUN_DIR/reports/STUDY).")
 @json_option
 def report(cfg: Config, config_given: bool, study: str | None, storage: str | None,
-           out_dir: str | None, as_json: bool) -> None:
-    """Write report.html, report.md, pareto.png, trials.csv for a study."""
+           method: str | None, out_dir: str | None, as_json: bool) -> None:
+    """Write report.html, report.md, pareto.png, trials.csv for a study (of a global search:
+    its methods' studies, one union front)."""
     from memctl.report.collect import collect
     from memctl.report.compare import collect_evaluations
     from memctl.report.render import write_report
-    from memctl.search.lookup import open_study, with_study
+    from memctl.search.lookup import open_studies, with_study
 
     cfg = with_study(cfg, study, storage)
-    snap = collect(*open_study(cfg))
+    studies, url = open_studies(cfg, method)
+    snap = collect(studies, url, name=cfg.search.study if len(studies) > 1 else None)
     out = Path(out_dir) if out_dir else Path(cfg.run_dir) / "reports" / snap.name
     comparison = collect_evaluations(Path(cfg.run_dir))
     paths = write_report(snap, out, comparison)

@@ -29,6 +29,8 @@ from memctl.errors import UserError
 @click.option("--mask", "mask_file", type=click.Path(),
               help="A mask file, or a folder holding one: a trial's folder "
                    "(RUN_DIR/trials/STUDY/NNNNN), a retrain, a baseline or an adapter.")
+@click.option("--method", help="Of a global search, only this method's study (needed with "
+                               "--trial).")
 @click.option("--study", help="Study name (default: search.study).")
 @click.option("--storage", help="Storage URL (default: search.storage).")
 @click.option("--gpus", type=int, default=1, show_default=True,
@@ -38,9 +40,11 @@ from memctl.errors import UserError
               help="Then run `memctl evaluate` on the result (FID, AMD, extraction attack...).")
 @json_option
 def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | None,
-            mask_file: str | None, study: str | None, storage: str | None, gpus: int,
+            mask_file: str | None, method: str | None, study: str | None,
+            storage: str | None, gpus: int,
             out_dir: str | None, then_evaluate: bool, as_json: bool) -> None:
-    """Retrain the chosen mask on the full training split; write a loadable pipeline."""
+    """Retrain the chosen mask on the full training split; write a loadable pipeline.
+    --best picks over the union front of a global search."""
     from memctl.runs.retrain import retrain_target
     from memctl.runs.target import mask_file_target
     from memctl.search.lookup import study_target, with_study
@@ -52,7 +56,7 @@ def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | Non
     cfg = with_study(cfg, study, storage)
     overrides = click.get_current_context().meta.get("memctl.overrides", ())
     target = (mask_file_target(Path(mask_file), cfg) if mask_file
-              else study_target(cfg, trial_number, config_given, overrides))
+              else study_target(cfg, trial_number, config_given, overrides, method))
     out = Path(out_dir) if out_dir else Path(target.cfg.run_dir) / "retrain" / target.name
     console.print(f"retraining mask {''.join(map(str, target.bits))} ({target.source}) -> {out}")
     if gpus > 1:

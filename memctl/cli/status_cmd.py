@@ -23,23 +23,26 @@ if TYPE_CHECKING:
 @config_options
 @click.option("--study", help="Study name (default: search.study of the config).")
 @click.option("--storage", help="Storage URL (default: search.storage of the config).")
+@click.option("--method", help="Of a global search, only this method's study.")
 @click.option("--fix", is_flag=True,
               help="Fail RUNNING trials whose worker stopped sending heartbeats (and retry them).")
 @json_option
 def status(cfg: Config, config_given: bool, study: str | None, storage: str | None,
-           fix: bool, as_json: bool) -> None:
-    """Trials by state, running jobs, failures with reasons, ETA and the Pareto front."""
+           method: str | None, fix: bool, as_json: bool) -> None:
+    """Trials by state, running jobs, failures with reasons, ETA and the Pareto front (of a
+    global search: the union of its methods' fronts)."""
     from memctl.report.collect import collect
-    from memctl.search.lookup import fail_stale_trials, open_study
+    from memctl.search.lookup import fail_stale_trials, open_studies
 
     cfg = apply_flags(cfg, study=study, storage=storage)
-    st, url = open_study(cfg)
+    studies, url = open_studies(cfg, method)
     if fix:
-        failed = fail_stale_trials(st)
-        console.print(f"failed {len(failed)} stale trial(s): {failed}")
-    snap = collect(st, url)
-    queued = _queued_workers(st.user_attrs)
-    target = int(snap.config.get("search", {}).get("trials", 0))
+        for st in studies:
+            failed = fail_stale_trials(st)
+            console.print(f"{st.study_name}: failed {len(failed)} stale trial(s): {failed}")
+    snap = collect(studies, url, name=cfg.search.study if len(studies) > 1 else None)
+    queued = [job for st in studies for job in _queued_workers(st.user_attrs)]
+    target = len(studies) * int(snap.config.get("search", {}).get("trials", 0))
     remaining = max(0, target - snap.counts.get("COMPLETE", 0))
     eta_h = remaining / snap.trials_per_hour if snap.trials_per_hour and remaining else None
     if as_json:
@@ -58,7 +61,7 @@ def _status_json(snap: StudySnapshot, target: int, eta_h: float | None,
         "study": snap.name, "storage": snap.storage, "counts": snap.counts,
         "target_trials": target, "eta_hours": eta_h,
         "hypervolume": snap.hypervolume, "trials_per_hour": snap.trials_per_hour,
-        "picked": snap.picked,
+        "picked": snap.picked, "picked_study": snap.picked_study, "studies": snap.studies,
         "front": [dataclasses.asdict(r) for r in snap.front],
         "failed": [dataclasses.asdict(r) for r in snap.rows if r.state == "FAIL"],
         "running": [dataclasses.asdict(r) for r in snap.rows if r.state == "RUNNING"],
@@ -83,18 +86,20 @@ def _print_status(snap: StudySnapshot, eta_h: float | None, remaining: int) -> N
         out.print(f"hypervolume {snap.hypervolume:.4f}"
                   + (f", {snap.trials_per_hour:.1f} trials/hour" if snap.trials_per_hour else "")
                   + (f", ETA {eta_h:.1f} h for {remaining} more" if eta_h else ""))
-    table = Table(title="Pareto front")
-    for col in ("trial", "mask", "d_mem", "fid", "trainable", "picked"):
+    several = len(snap.studies) > 1
+    table = Table(title="Pareto front" + (" (union of the methods' studies)" if several else ""))
+    for col in ("method",) * several + ("trial", "mask", "d_mem", "fid", "trainable", "picked"):
         table.add_column(col)
     for r in sorted(snap.front, key=lambda r: r.d_mem):
-        table.add_row(str(r.number), r.mask, f"{r.d_mem:.4f}", f"{r.fid:.2f}",
-                      f"{r.trainable:,}" if r.trainable is not None else "",
+        table.add_row(*(r.method,) * several, str(r.number), r.mask, f"{r.d_mem:.4f}",
+                      f"{r.fid:.2f}", f"{r.trainable:,}" if r.trainable is not None else "",
                       "*" if r.picked else "")
     out.print(table)
     for r in snap.rows:
+        trial = f"{r.study} trial {r.number}" if several else f"trial {r.number}"
         if r.state == "RUNNING":
-            out.print(escape(f"running: trial {r.number} on {r.node or '?'} "
+            out.print(escape(f"running: {trial} on {r.node or '?'} "
                              f"job {r.slurm_job_id or '-'}"))
         if r.state == "FAIL":
-            out.print("[red]failed[/]: " + escape(f"trial {r.number} mask {r.mask}: {r.error} "
+            out.print("[red]failed[/]: " + escape(f"{trial} mask {r.mask}: {r.error} "
                                                    f"{('log ' + r.log) if r.log else ''}"))

@@ -1,20 +1,25 @@
-"""One read of a study into plain rows that status, figures and tables share."""
+"""One read of a study (or of a global search's studies) into plain rows that status,
+figures and tables share."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from memctl.search.pareto import normalised_scores, pareto_front, pick
+from memctl.search.pareto import non_dominated, normalised_scores, pick_index
 
 
 @dataclass
 class TrialRow:
     number: int
     state: str
+    study: str
+    method: str
     mask: str
     d_mem: float | None
     fid: float | None
@@ -41,16 +46,24 @@ class StudySnapshot:
     rows: list[TrialRow]
     counts: dict[str, int]
     picked: int | None
+    """Trial number of the pick (in picked_study)."""
     hypervolume: float | None
     trials_per_hour: float | None
     config: dict = field(default_factory=dict)
+    picked_study: str = ""
+    studies: list[str] = field(default_factory=list)
+    """The studies read: one, or a global search's one per method."""
 
     @property
     def front(self) -> list[TrialRow]:
         return [r for r in self.rows if r.pareto]
 
+    @property
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(r.method for r in self.rows))
 
-def _hypervolume(study: optuna.Study, complete: list) -> float | None:
+
+def _hypervolume(complete: list) -> float | None:
     """Hypervolume of the front, objectives min-max normalised, reference point (1.1, 1.1)."""
     if len(complete) < 2:
         return None
@@ -63,24 +76,41 @@ def _hypervolume(study: optuna.Study, complete: list) -> float | None:
     return float(compute_hypervolume(norm, np.array([1.1, 1.1])))
 
 
-def collect(study: optuna.Study, storage: str) -> StudySnapshot:
-    trials = study.get_trials(deepcopy=False)
+def _method(study: optuna.Study) -> str:
+    return str(study.user_attrs.get("config", {}).get("peft", {}).get("method", ""))
+
+
+def collect(studies: optuna.Study | Sequence[optuna.Study], storage: str,
+            name: str | None = None) -> StudySnapshot:
+    """One read of each study into rows; several studies (a global search) share one front,
+    one pick and one normalisation, as `memctl retrain --best` does."""
+    studies = [studies] if isinstance(studies, optuna.Study) else list(studies)
+    pairs = [(s, t) for s in studies for t in s.get_trials(deepcopy=False)]
+    trials = [t for _, t in pairs]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    front = pareto_front(study) if complete else []
-    front_ids = {t.number for t in front}
-    scores = ({t.number: s for t, s in zip(front, normalised_scores(front, complete), strict=True)}
-              if front else {})
-    picked = pick(study).number if complete else None
+    keys = [(s.study_name, t.number) for s, t in pairs]
+    front_ids, scores, picked = set(), {}, None
+    if complete:
+        done = [k for k, t in zip(keys, trials, strict=True) if t.state == TrialState.COMPLETE]
+        keep = non_dominated(np.array([t.values for t in complete]))
+        front = [(k, t) for k, t, on in zip(done, complete, keep, strict=True) if on]
+        front_ids = {k for k, _ in front}
+        scores = dict(zip([k for k, _ in front],
+                          normalised_scores([t for _, t in front], complete), strict=True))
+        picked = done[pick_index(complete)]
+    methods = {s.study_name: _method(s) for s in studies}
     rows = []
-    for t in trials:
+    for (study_name, _), t in zip(keys, trials, strict=True):
+        key = (study_name, t.number)
         values = t.values if t.state == TrialState.COMPLETE else None
         secs = ((t.datetime_complete - t.datetime_start).total_seconds()
                 if t.datetime_complete and t.datetime_start else None)
         rows.append(TrialRow(
-            number=t.number, state=t.state.name, mask=str(t.user_attrs.get("mask", "")),
+            number=t.number, state=t.state.name, study=study_name, method=methods[study_name],
+            mask=str(t.user_attrs.get("mask", "")),
             d_mem=values[0] if values else None, fid=values[1] if values else None,
-            trainable=t.user_attrs.get("trainable"), pareto=t.number in front_ids,
-            picked=t.number == picked, score=scores.get(t.number), seconds=secs,
+            trainable=t.user_attrs.get("trainable"), pareto=key in front_ids,
+            picked=key == picked, score=scores.get(key), seconds=secs,
             error=str(t.user_attrs.get("error", t.system_attrs.get("fail_reason", "")))
             if t.state == TrialState.FAIL else "",
             node=str(t.user_attrs.get("node", "")),
@@ -96,11 +126,14 @@ def collect(study: optuna.Study, storage: str) -> StudySnapshot:
     if starts and ends and len(complete) > 1:
         hours = (max(ends) - min(starts)) / dt.timedelta(hours=1)
         rate = len(complete) / hours if hours > 0 else None
-    attrs = study.user_attrs
+    attrs = studies[0].user_attrs
     cfg = attrs.get("config", {})
     return StudySnapshot(
-        name=study.study_name, storage=storage, n_bits=int(attrs.get("n_bits", 0)),
-        method=cfg.get("peft", {}).get("method", ""), space=cfg.get("peft", {}).get("space", ""),
-        block_names=list(attrs.get("block_names", [])), rows=rows, counts=counts, picked=picked,
-        hypervolume=_hypervolume(study, complete), trials_per_hour=rate, config=cfg,
+        name=name or studies[0].study_name, storage=storage, n_bits=int(attrs.get("n_bits", 0)),
+        method="+".join(dict.fromkeys(methods.values())),
+        space=cfg.get("peft", {}).get("space", ""),
+        block_names=list(attrs.get("block_names", [])), rows=rows, counts=counts,
+        picked=picked[1] if picked else None, hypervolume=_hypervolume(complete),
+        trials_per_hour=rate, config=cfg, picked_study=picked[0] if picked else "",
+        studies=[s.study_name for s in studies],
     )

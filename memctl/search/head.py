@@ -26,7 +26,14 @@ from memctl.launch.executors import make_executor
 from memctl.runs.scoring import real_stats
 from memctl.search.objective import TrialContext
 from memctl.search.space import params_from_mask
-from memctl.search.study import check_reachable, create_study, mask_url, storage_url
+from memctl.search.study import (
+    GLOBAL_ATTR,
+    check_reachable,
+    create_study,
+    mask_url,
+    method_configs,
+    storage_url,
+)
 from memctl.search.worker import Worker, WorkerSpec, reclaim_dead_local_trials
 from memctl.train.stop import INTERRUPTED_EXIT_CODE, StopOnSignal
 from memctl.workspace import Progress, prepare, proxy_set
@@ -86,10 +93,13 @@ def build_context(cfg: Config, progress: Progress | None = None) -> TrialContext
 
 
 def setup_study(cfg: Config, ctx: TrialContext, url: str,
-                enqueue: Sequence[Sequence[int]] = ()) -> optuna.Study:
+                enqueue: Sequence[Sequence[int]] = (),
+                global_study: str | None = None) -> optuna.Study:
     study = create_study(cfg, url)
     attrs = study.user_attrs
     if "config" not in attrs:  # first head: record what this study searches
+        if global_study:  # so status, retrain and report find the method's study
+            study.set_user_attr(GLOBAL_ATTR, global_study)
         study.set_user_attr("config", cfg.to_dict())
         study.set_user_attr("memctl_version", __version__)
         study.set_user_attr("n_bits", ctx.n_bits)
@@ -114,6 +124,29 @@ def setup_study(cfg: Config, ctx: TrialContext, url: str,
     return study
 
 
+def run_searches(
+    cfg: Config,
+    *,
+    follow: bool = True,
+    enqueue: Sequence[Sequence[int]] = (),
+    progress: Progress | None = None,
+    on_study: Callable[[Config], None] | None = None,
+    on_poll: Callable[[StudyCounts], None] | None = None,
+    poll_s: float = 2.0,
+) -> list[SearchResult]:
+    """The search of cfg: one study, or a global search's one per method (search.methods),
+    run one after another (following) or all submitted at once (not following). The
+    model, data and cache are prepared once and shared."""
+    global_study = cfg.search.study if cfg.search.methods else None
+    results = []
+    for one in method_configs(cfg):
+        if on_study:
+            on_study(one)
+        results.append(run_search(one, follow=follow, enqueue=enqueue, progress=progress,
+                                  on_poll=on_poll, poll_s=poll_s, global_study=global_study))
+    return results
+
+
 def run_search(
     cfg: Config,
     *,
@@ -122,13 +155,14 @@ def run_search(
     progress: Progress | None = None,
     on_poll: Callable[[StudyCounts], None] | None = None,
     poll_s: float = 2.0,
+    global_study: str | None = None,
 ) -> SearchResult:
     url = storage_url(cfg)
     check_reachable(url)  # before the cache build, which can take hours
     backend = get_backend(cfg.search.executor)
     backend.check(cfg.slurm)  # likewise: a request no node can hold pends forever
     ctx = build_context(cfg, progress)
-    study = setup_study(cfg, ctx, url, enqueue)
+    study = setup_study(cfg, ctx, url, enqueue, global_study)
     # Real-image statistics once here, so workers never race to write them.
     from memctl.data.cache import CacheReader
     from memctl.metrics.features import get_extractor

@@ -13,9 +13,9 @@ from optuna.trial import FrozenTrial
 from memctl.config import Config, config_from_dict
 from memctl.errors import UserError
 from memctl.runs.target import RetrainTarget
-from memctl.search.pareto import pick
+from memctl.search.pareto import complete_trials, pick, pick_index
 from memctl.search.space import mask_from_params
-from memctl.search.study import load_study, mask_url, storage_url
+from memctl.search.study import load_studies, load_study, mask_url, storage_url
 
 if TYPE_CHECKING:
     from memctl.search.objective import TrialContext
@@ -34,6 +34,35 @@ def open_study(cfg: Config) -> tuple[optuna.Study, str]:
     """The existing study of cfg.search and its storage URL with any password masked."""
     url = storage_url(cfg)
     return load_study(cfg, url), mask_url(url)
+
+
+def open_studies(cfg: Config, method: str | None = None) -> tuple[list[optuna.Study], str]:
+    """The studies of cfg's search (one, or a global search's one per method), `method`
+    restricting them to that method's, and the storage URL with any password masked."""
+    url = storage_url(cfg)
+    studies = load_studies(cfg, url)
+    if method is not None:
+        mine = [s for s in studies if study_method(s) == method]
+        if not mine:
+            raise UserError(f"--method {method}: the search {cfg.search.study!r} has studies "
+                            f"of {', '.join(study_method(s) for s in studies)}")
+        studies = mine
+    return studies, mask_url(url)
+
+
+def study_method(study: optuna.Study) -> str:
+    """The PEFT method a study searched, as its recorded config says."""
+    return str(study.user_attrs.get("config", {}).get("peft", {}).get("method", ""))
+
+
+def union_pick(studies: Sequence[optuna.Study]) -> tuple[optuna.Study, FrozenTrial]:
+    """The pick over the union of the studies' fronts (one normalisation over all their
+    complete trials), with its study."""
+    pairs = [(s, t) for s in studies for t in complete_trials(s)]
+    if not pairs:
+        names = ", ".join(repr(s.study_name) for s in studies)
+        raise UserError(f"study {names} has no complete trials yet")
+    return pairs[pick_index([t for _, t in pairs])]
 
 
 def chosen_trial(study: optuna.Study, trial_number: int | None = None) -> FrozenTrial:
@@ -70,12 +99,21 @@ def trial_target(study: optuna.Study, trial: FrozenTrial, cfg: Config) -> Retrai
 
 
 def study_target(cfg: Config, trial_number: int | None, config_given: bool,
-                 overrides: Sequence[str] = ()) -> RetrainTarget:
-    """The retrain target of trial `trial_number` (None: the picked Pareto trial) of the
-    study of cfg.search, with the config it was searched with unless one was given."""
-    study, _ = open_study(cfg)
+                 overrides: Sequence[str] = (), method: str | None = None) -> RetrainTarget:
+    """The retrain target of trial `trial_number` (None: the pick, over the union front of
+    a global search) of the search of cfg.search (`method`: only that method's study), with
+    the config it was searched with unless one was given."""
+    studies, _ = open_studies(cfg, method)
+    if trial_number is None:
+        study, trial = union_pick(studies)
+    elif len(studies) > 1:
+        raise UserError(f"--trial {trial_number}: the search {cfg.search.study!r} has one "
+                        f"study per method ({', '.join(s.study_name for s in studies)}); "
+                        "name the method with --method")
+    else:
+        study, trial = studies[0], chosen_trial(studies[0], trial_number)
     cfg = searched_config(study, cfg, config_given, overrides)
-    return trial_target(study, chosen_trial(study, trial_number), cfg)
+    return trial_target(study, trial, cfg)
 
 
 def fail_stale_trials(study: optuna.Study) -> list[int]:

@@ -6,6 +6,7 @@ an empty database races: duplicate CREATE TYPE / table exists); workers only loa
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import warnings
@@ -27,6 +28,20 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 OBJECTIVES = ("d_mem", "fid")
 DIRECTIONS = ("minimize", "minimize")
+GLOBAL_ATTR = "global_study"
+"""User attribute naming the global search a per-method study belongs to."""
+
+
+def method_configs(cfg: Config) -> list[Config]:
+    """The config of each study a search runs: cfg itself, or for a global search
+    (search.methods) one per method, its study named STUDY-METHOD."""
+    if not cfg.search.methods:
+        return [cfg]
+    return [dataclasses.replace(
+        cfg, peft=dataclasses.replace(cfg.peft, method=method),
+        search=dataclasses.replace(cfg.search, study=f"{cfg.search.study}-{method}",
+                                   methods=[]))
+        for method in cfg.search.methods]
 
 
 def default_storage_url(cfg: Config) -> str:
@@ -205,6 +220,25 @@ def create_study(cfg: Config, url: str) -> optuna.Study:
     if study.metric_names is None:
         study.set_metric_names(list(OBJECTIVES))
     return study
+
+
+def load_studies(cfg: Config, url: str) -> list[optuna.Study]:
+    """The studies of cfg's search: its own, or a global search's one per method (named by
+    search.methods, or found as the studies that recorded cfg.search.study as theirs)."""
+    if not _store_exists(url):
+        raise _no_study(cfg, url)
+    storage = make_storage(url, cfg)
+    names = [c.search.study for c in method_configs(cfg)]
+    if not cfg.search.methods:
+        summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if cfg.search.study not in {s.study_name for s in summaries}:
+            names = sorted(s.study_name for s in summaries
+                           if s.user_attrs.get(GLOBAL_ATTR) == cfg.search.study)
+    try:
+        return [optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(cfg))
+                for name in names or [cfg.search.study]]
+    except KeyError:
+        raise _no_study(cfg, url) from None
 
 
 def load_study(cfg: Config, url: str, worker_index: int = 0) -> optuna.Study:
