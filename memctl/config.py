@@ -318,12 +318,24 @@ class SearchConfig:
     """A worker stops after this many failed trials in a row (a broken setup, not bad luck)."""
     enqueue_baseline: bool = True
     """Enqueue the all-ones mask first, so the search always scores vanilla PEFT."""
+    dmem: str = "noised"
+    """The d_mem the search minimises, and `memctl evaluate` reports as d_mem. noised: each
+    D_mem training latent noised to eval.dmem_timesteps (eval.dmem_noise_seeds draws), one
+    U-Net pass per pair, timestep and draw. trajectory: Wen et al.'s definition, along the
+    sampling path from seeded noise prompted by each D_mem caption (eval.num_inference_steps,
+    eval.sampler, eval.seed), averaged over steps and prompts; costs more, one pass per pair
+    and step (the paper's config: 50 passes per pair against noised's 10)."""
+    hv_reference: list[float] = field(default_factory=lambda: [6.0, 6.0])
+    """Hypervolume reference point (d_mem, FID): worse than any model worth keeping (here
+    about 1.5x the frozen model's FID and the full fine-tune's d_mem). Recorded on the study
+    when it is created, so its hypervolume history compares over time and across reports."""
 
     def __post_init__(self) -> None:
         _positive(self, "trials", "workers", "population_size", "heartbeat_s",
                   "max_consecutive_failures")
         _check(self.population_size >= 2, "population_size", "must be >= 2")
         _choice(self, "executor", EXECUTORS)
+        _choice(self, "dmem", ("trajectory", "noised"))
         for i, method in enumerate(self.methods):
             _check(method in METHODS and method != "freeze", f"methods[{i}]",
                    f"must be a method that trains ({', '.join(SEARCHABLE)}), got {method!r}")
@@ -331,6 +343,9 @@ class SearchConfig:
                f"lists a method twice: {self.methods}")
         _check(0 <= self.crossover_prob <= 1, "crossover_prob", "must be in [0, 1]")
         _check(0 <= self.mutation_prob <= 1, "mutation_prob", "must be in [0, 1]")
+        _check(len(self.hv_reference) == 2 and all(v > 0 for v in self.hv_reference),
+               "hv_reference", f"must be two positive numbers [d_mem, FID], got "
+               f"{self.hv_reference}")
 
 
 @dataclass

@@ -60,7 +60,8 @@ def _status_json(snap: StudySnapshot, target: int, eta_h: float | None,
     return {
         "study": snap.name, "storage": snap.storage, "counts": snap.counts,
         "target_trials": target, "eta_hours": eta_h,
-        "hypervolume": snap.hypervolume, "trials_per_hour": snap.trials_per_hour,
+        "hypervolume": snap.hypervolume, "hv_reference": snap.hv_reference,
+        "trials_per_hour": snap.trials_per_hour,
         "picked": snap.picked, "picked_study": snap.picked_study, "studies": snap.studies,
         "front": [dataclasses.asdict(r) for r in snap.front],
         "failed": [dataclasses.asdict(r) for r in snap.rows if r.state == "FAIL"],
@@ -83,7 +84,8 @@ def _print_status(snap: StudySnapshot, eta_h: float | None, remaining: int) -> N
     out.print(f"study [bold]{escape(snap.name)}[/] ({snap.method}/{snap.space}) in "
               f"{escape(snap.storage)}: {counts}")
     if snap.hypervolume is not None:
-        out.print(f"hypervolume {snap.hypervolume:.4f}"
+        ref = ", ".join(f"{v:g}" for v in snap.hv_reference)
+        out.print(f"hypervolume {snap.hypervolume:.4f} (reference d_mem, FID = {ref})"
                   + (f", {snap.trials_per_hour:.1f} trials/hour" if snap.trials_per_hour else "")
                   + (f", ETA {eta_h:.1f} h for {remaining} more" if eta_h else ""))
     several = len(snap.studies) > 1

@@ -11,7 +11,13 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from memctl.search.pareto import non_dominated, normalised_scores, pick_index
+from memctl.search.pareto import (
+    hypervolume_history,
+    non_dominated,
+    normalised_scores,
+    pick_index,
+)
+from memctl.search.study import mask_url
 
 
 @dataclass
@@ -24,11 +30,16 @@ class TrialRow:
     d_mem: float | None
     fid: float | None
     trainable: int | None
+    total: int | None = None
+    """U-Net parameters (trainable / total is the trained fraction)."""
     pareto: bool = False
     picked: bool = False
     score: float | None = None
     """Mean of min-max normalised objectives (the pick criterion); front trials only."""
     seconds: float | None = None
+    started: str = ""
+    completed: str = ""
+    """ISO times the trial started and finished (empty while not)."""
     error: str = ""
     node: str = ""
     slurm_job_id: str = ""
@@ -48,11 +59,20 @@ class StudySnapshot:
     picked: int | None
     """Trial number of the pick (in picked_study)."""
     hypervolume: float | None
+    """Of the front so far, against hv_reference (raw d_mem and FID)."""
     trials_per_hour: float | None
     config: dict = field(default_factory=dict)
     picked_study: str = ""
     studies: list[str] = field(default_factory=list)
     """The studies read: one, or a global search's one per method."""
+    hv_reference: list[float] = field(default_factory=list)
+    hv_reference_recorded: bool = True
+    """False for a study created without a reference: derived from today's trials, so its
+    values do not compare with another report's."""
+    hv_history: list[float] = field(default_factory=list)
+    """Hypervolume after each complete trial, in the order they completed."""
+    memctl_version: str = ""
+    """memctl that created the study."""
 
     @property
     def front(self) -> list[TrialRow]:
@@ -63,17 +83,14 @@ class StudySnapshot:
         return list(dict.fromkeys(r.method for r in self.rows))
 
 
-def _hypervolume(complete: list) -> float | None:
-    """Hypervolume of the front, objectives min-max normalised, reference point (1.1, 1.1)."""
-    if len(complete) < 2:
-        return None
-    import numpy as np
-    from optuna._hypervolume import compute_hypervolume
-
-    vals = np.array([t.values for t in complete], dtype=float)
-    lo, hi = vals.min(0), vals.max(0)
-    norm = (vals - lo) / np.where(hi > lo, hi - lo, 1.0)
-    return float(compute_hypervolume(norm, np.array([1.1, 1.1])))
+def _reference(attrs: dict, complete: list) -> tuple[list[float], bool]:
+    """The study's recorded reference point, or 1.1x the worst complete values."""
+    if attrs.get("hv_reference"):
+        return [float(v) for v in attrs["hv_reference"]], True
+    if not complete:
+        return [], False
+    worst = np.array([t.values for t in complete], dtype=float).max(0)
+    return [float(v) for v in np.where(worst > 0, worst * 1.1, 1.0)], False
 
 
 def _method(study: optuna.Study) -> str:
@@ -109,8 +126,11 @@ def collect(studies: optuna.Study | Sequence[optuna.Study], storage: str,
             number=t.number, state=t.state.name, study=study_name, method=methods[study_name],
             mask=str(t.user_attrs.get("mask", "")),
             d_mem=values[0] if values else None, fid=values[1] if values else None,
-            trainable=t.user_attrs.get("trainable"), pareto=key in front_ids,
-            picked=key == picked, score=scores.get(key), seconds=secs,
+            trainable=t.user_attrs.get("trainable"), total=t.user_attrs.get("total"),
+            pareto=key in front_ids, picked=key == picked, score=scores.get(key), seconds=secs,
+            started=t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else "",
+            completed=(t.datetime_complete.isoformat(timespec="seconds")
+                       if t.datetime_complete else ""),
             error=str(t.user_attrs.get("error", t.system_attrs.get("fail_reason", "")))
             if t.state == TrialState.FAIL else "",
             node=str(t.user_attrs.get("node", "")),
@@ -128,12 +148,19 @@ def collect(studies: optuna.Study | Sequence[optuna.Study], storage: str,
         rate = len(complete) / hours if hours > 0 else None
     attrs = studies[0].user_attrs
     cfg = attrs.get("config", {})
+    reference, recorded = _reference(attrs, complete)
+    in_order = sorted(complete, key=lambda t: (t.datetime_complete or dt.datetime.max, t.number))
+    history = (hypervolume_history(np.array([t.values for t in in_order]), reference)
+               if complete else [])
     return StudySnapshot(
-        name=name or studies[0].study_name, storage=storage, n_bits=int(attrs.get("n_bits", 0)),
+        name=name or studies[0].study_name, storage=mask_url(storage),
+        n_bits=int(attrs.get("n_bits", 0)),
         method="+".join(dict.fromkeys(methods.values())),
         space=cfg.get("peft", {}).get("space", ""),
         block_names=list(attrs.get("block_names", [])), rows=rows, counts=counts,
-        picked=picked[1] if picked else None, hypervolume=_hypervolume(complete),
+        picked=picked[1] if picked else None, hypervolume=history[-1] if history else None,
         trials_per_hour=rate, config=cfg, picked_study=picked[0] if picked else "",
-        studies=[s.study_name for s in studies],
+        studies=[s.study_name for s in studies], hv_reference=reference,
+        hv_reference_recorded=recorded, hv_history=history,
+        memctl_version=str(attrs.get("memctl_version", "")),
     )

@@ -22,10 +22,14 @@ class EvaluationRow:
     mitigation: str
     mask: str
     trainable: int | None
+    total: int | None
+    """U-Net parameters; trainable / total is the trained fraction."""
     fid: float
     amd: float
     text_image: float | None
     text_image_name: str
+    text_image_reason: str
+    """Why the text-image score is missing, when it is."""
     extracted: int
     extracted_images: int | None
     """Distinct training images a clique member replays (None: evaluated before counted)."""
@@ -36,6 +40,12 @@ class EvaluationRow:
     d_mem: float
     same_as: str | None = None
     """The run this one equals (trained once, shown under both names)."""
+    picked: bool = False
+    """Trains the search's picked mask with its method (MemControl's row)."""
+
+    @property
+    def fraction(self) -> float | None:
+        return self.trainable / self.total if self.trainable is not None and self.total else None
 
 
 def _attack(ex: dict) -> str:
@@ -51,8 +61,9 @@ def _row(path: Path, kind: str) -> EvaluationRow | None:
         ex, ti = ev["extraction"], ev["text_image"]
         return EvaluationRow(
             name=path.parent.name, kind=kind, method=ev["method"], mitigation=ev["mitigation"],
-            mask=str(ev.get("mask", "")), trainable=ev.get("trainable"), fid=ev["fid_test"],
-            amd=ev["amd"], text_image=ti["value"], text_image_name=ti["name"],
+            mask=str(ev.get("mask", "")), trainable=ev.get("trainable"), total=ev.get("total"),
+            fid=ev["fid_test"], amd=ev["amd"], text_image=ti["value"],
+            text_image_name=ti["name"], text_image_reason=str(ti.get("reason") or ""),
             extracted=ex["n_extracted"], extracted_images=ex.get("n_extracted_images"),
             memorised=ex["n_memorised"], attack=_attack(ex), prompts=ex["prompts"],
             d_mem=ev["d_mem"])

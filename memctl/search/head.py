@@ -103,6 +103,8 @@ def setup_study(cfg: Config, ctx: TrialContext, url: str,
         study.set_user_attr("config", cfg.to_dict())
         study.set_user_attr("memctl_version", __version__)
         study.set_user_attr("n_bits", ctx.n_bits)
+        # Fixed now, so hypervolumes of this study compare across reports and over time.
+        study.set_user_attr("hv_reference", list(cfg.search.hv_reference))
         study.set_user_attr("block_names", ctx.block_names)
         study.set_user_attr("dmem_indices", ctx.dmem_indices)
         study.set_user_attr("model_dir", ctx.model_dir)
@@ -112,6 +114,12 @@ def setup_study(cfg: Config, ctx: TrialContext, url: str,
 
         raise UserError(f"study {cfg.search.study!r} was created for another search space "
                         f"({attrs['config']['peft']}); use another --study name")
+    elif attrs["config"].get("search", {}).get("dmem", "noised") != cfg.search.dmem:
+        from memctl.errors import UserError
+
+        recorded = attrs["config"].get("search", {}).get("dmem", "noised")
+        raise UserError(f"study {cfg.search.study!r} scores {recorded} d_mem (search.dmem), "
+                        f"not {cfg.search.dmem}; use another --study name")
     masks = [list(m) for m in enqueue]
     if cfg.search.enqueue_baseline:
         masks.insert(0, [1] * ctx.n_bits)

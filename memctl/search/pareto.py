@@ -81,3 +81,32 @@ def pick(study: optuna.Study) -> FrozenTrial:
     if not trials:
         raise ValueError(f"study {study.study_name!r} has no complete trials yet")
     return trials[pick_index(trials)]
+
+
+def hypervolume(values: np.ndarray, reference: Sequence[float]) -> float:
+    """Area dominated by (n, 2) points (both minimised) and bounded by `reference`; points
+    not better than the reference in both objectives add nothing. Exact, one sort."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1, 2)
+    rx, ry = float(reference[0]), float(reference[1])
+    inside = values[(values[:, 0] < rx) & (values[:, 1] < ry)]
+    area, best_y = 0.0, ry
+    for x, y in inside[np.lexsort((inside[:, 1], inside[:, 0]))]:
+        if y < best_y:
+            area += (rx - x) * (best_y - y)
+            best_y = y
+    return area
+
+
+def hypervolume_history(values: np.ndarray, reference: Sequence[float]) -> list[float]:
+    """Hypervolume after each of the (n, 2) points in turn (the order trials completed).
+    Keeps only the running front, so 10,000 trials cost 10,000 small fronts, not sorts of
+    everything."""
+    front = np.empty((0, 2))
+    out, current = [], 0.0
+    for point in np.asarray(values, dtype=np.float64).reshape(-1, 2):
+        if not np.any((front[:, 0] <= point[0]) & (front[:, 1] <= point[1])):
+            keep = ~((point[0] <= front[:, 0]) & (point[1] <= front[:, 1]))
+            front = np.vstack([front[keep], point])
+            current = hypervolume(front, reference)
+        out.append(current)
+    return out

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install what the dev cluster needs (Debian 12, as root): SLURM 22.05 with slurmdbd,
-# munge, MariaDB for accounting, and PostgreSQL 15 for the Optuna storage.
+# munge, MariaDB for accounting, PostgreSQL 15 for the Optuna storage, and chromium, the
+# headless browser the report test renders report.html in.
 # Idempotent: returns at once when everything is already there.
 set -euo pipefail
 
 PG_VERSION=15
-pkgs=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server)
+pkgs=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server chromium)
 
 installed() {
     [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" == installed ]]

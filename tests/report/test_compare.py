@@ -8,6 +8,7 @@ from memctl.report.compare import collect_evaluations
 
 def _evaluation(method: str, mitigation: str, fid: float, extracted: int) -> dict:
     return {"method": method, "mitigation": mitigation, "mask": "1" * 16, "trainable": 1234,
+            "total": 12340,
             "fid_test": fid, "amd": 0.25, "d_mem": 1.5,
             "text_image": {"name": "none", "value": None, "n": 6, "reason": "off"},
             "extraction": {"prompts": 4, "n_memorised": extracted + 1, "n_extracted": extracted,
@@ -50,10 +51,11 @@ def test_report_renders_the_comparison(tmp_path):
                          hypervolume=None, trials_per_hour=None)
     paths = write_report(snap, tmp_path / "out", rows)
     md = paths["report.md"].read_text()
-    assert "## Comparison" in md and "| full | baseline | full | none | 1,234 | 1.50 |" in md
-    assert "| 2/4 | 4 | 3/4 |" in md and "n/a" in md
+    assert "## Table 1" in md
+    assert "| full | baseline | full | none | 1,234 | 10.00% | 1.50 |" in md
+    assert "| 2/4 | 4 | 3/4 |" in md and "n/a (off)" in md
     assert "train prompts, 16 generations, clique 3, l2 0.1" in md
-    assert "<h2>Comparison</h2>" in paths["report.html"].read_text()
+    assert 'id="table1"' in paths["report.html"].read_text()
     with open(paths["comparison.csv"]) as fh:
         table = list(csv.DictReader(fh))
     assert table[0]["name"] == "full" and table[0]["extracted"] == "2"
