@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SMALL
+from tests.report.browser import render
 
 
 def memctl(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
@@ -37,9 +38,21 @@ def test_global_search_over_two_methods(tmp_path):
     assert one["studies"] == ["memctl-difffit"] and one["counts"]["COMPLETE"] == 2
     memctl(tmp_path, "retrain", "--trial", "0", *SMALL, ok=False)  # which study's trial 0?
 
-    best = json.loads(memctl(tmp_path, "retrain", "--best", "--json", *SMALL).stdout)
+    best = json.loads(memctl(tmp_path, "retrain", "--best", "--evaluate", "--json",
+                             *SMALL).stdout)
     assert best["out_dir"].endswith(f"{picked[0]['study']}-trial{picked[0]['number']}")
     assert best["mask"] == picked[0]["mask"]
+    evaluation = json.loads((tmp_path / best["out_dir"] / "evaluation.json").read_text())
+    attack = evaluation["extraction"]
+    assert {"n_extracted", "n_extracted_images", "attack_prompts", "generations_per_prompt",
+            "clique_size", "extraction_threshold"} <= set(attack)
+
+    runs = json.loads(memctl(tmp_path, "baselines", "--methods", "freeze,full", "--mitigations",
+                             "none,rwa", "--json", *SMALL).stdout)
+    assert sorted(runs) == ["freeze", "freeze-rwa", "full", "full-rwa"]
+    assert runs["freeze-rwa"]["same_as"] == "freeze"  # freeze trains nothing to mitigate
+    assert all("n_extracted_images" in r["extraction"] for r in runs.values())
+
     report = json.loads(memctl(tmp_path, "report", "--json").stdout)
     trials = json.loads((tmp_path / report["trials.json"]).read_text())
     assert sorted(trials["studies"]) == ["memctl-attention", "memctl-difffit"]
@@ -53,3 +66,9 @@ def test_global_search_over_two_methods(tmp_path):
                 if not any(o["d_mem"] <= t["d_mem"] and o["fid"] <= t["fid"]
                            and (o["d_mem"], o["fid"]) != (t["d_mem"], t["fid"]) for o in done)}
     assert on_front == {(r["study"], r["number"]) for r in front}
+
+    page = render(tmp_path / report["report.html"], ["#table1 tr.model", "#mask-map tr"],
+                  ["figure3", "hypervolume", "trials-over-time"])
+    assert page.errors == [] and all(page.images_decoded.values()) and page.ink > 0.02
+    assert page.counts["#table1 tr.model"] == 5  # the pick's retrain and 4 baselines
+    assert page.counts["#mask-map tr"] == len(front) + 1
