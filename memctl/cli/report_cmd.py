@@ -19,9 +19,13 @@ from memctl.config import Config
 @click.option("--method", help="Of a global search, only this method's study.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Output folder (default: RUN_DIR/reports/STUDY).")
+@click.option("--include-images", is_flag=True,
+              help="Add each evaluated model's generations beside their nearest training "
+                   "images (the report then holds training data).")
 @json_option
 def report(cfg: Config, config_given: bool, study: str | None, storage: str | None,
-           method: str | None, out_dir: str | None, as_json: bool) -> None:
+           method: str | None, out_dir: str | None, include_images: bool,
+           as_json: bool) -> None:
     """Write report.html, report.md, pareto.png, trials.csv for a study (of a global search:
     its methods' studies, one union front)."""
     from memctl.report.collect import collect
@@ -34,7 +38,12 @@ def report(cfg: Config, config_given: bool, study: str | None, storage: str | No
     snap = collect(studies, url, name=cfg.search.study if len(studies) > 1 else None)
     out = Path(out_dir) if out_dir else Path(cfg.run_dir) / "reports" / snap.name
     comparison = collect_evaluations(Path(cfg.run_dir))
-    paths = write_report(snap, out, comparison)
+    panels = None
+    if include_images:
+        from memctl.report.panels import nearest_panels
+
+        panels = nearest_panels(Path(cfg.run_dir), comparison)
+    paths = write_report(snap, out, comparison, panels)
     if as_json:
         emit_json({k: str(v) for k, v in paths.items()})
     else:

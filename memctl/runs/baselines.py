@@ -81,6 +81,39 @@ def baseline_config(cfg: Config, baseline: Baseline, pick: RetrainTarget | None 
         cfg, peft=peft, train=dataclasses.replace(cfg.train, mitigation=baseline.mitigation))
 
 
+def _weights_key(base: Baseline, run_cfg: Config, bits: Sequence[int] | None) -> tuple:
+    """What shapes the trained weights: baselines with one key train the same model. `bits`
+    None means every block (vanilla PEFT), as does a pick whose mask is all ones."""
+    if base.method == "freeze":
+        return ("freeze",)
+    mask = "all" if bits is None or all(bits) else tuple(bits)
+    return (run_cfg.peft.method, run_cfg.peft.space, tuple(run_cfg.peft.always),
+            base.mitigation, mask)
+
+
+def plan_baselines(cfg: Config, baselines: Sequence[Baseline],
+                   pick: RetrainTarget | None = None) -> list[tuple[Baseline, str | None]]:
+    """Each baseline with the name of the earlier one that trains the same model (None: it
+    is trained itself). Needs no model, so a head can split the grid into jobs."""
+    first: dict[tuple, str] = {}
+    plan = []
+    for base in baselines:
+        bits = list(pick.bits) if base.method == PICK and pick else None
+        key = _weights_key(base, baseline_config(cfg, base, pick), bits)
+        plan.append((base, first.get(key)))
+        first.setdefault(key, base.name)
+    return plan
+
+
+def write_same_as(out: Path, same: str) -> None:
+    """Marks RUN_DIR/baselines/NAME as the run `same` (trained once, shown as both)."""
+    from memctl.data.json_files import write_json
+    from memctl.workspace import make_private_dir
+
+    make_private_dir(out)
+    write_json(out / "same_as.json", {"same_as": same})
+
+
 def run_baselines(cfg: Config, baselines: Sequence[Baseline], command: str,
                   on_stage: Callable[[str, str], None] | None = None,
                   evaluate_too: bool = True,
@@ -91,11 +124,10 @@ def run_baselines(cfg: Config, baselines: Sequence[Baseline], command: str,
     mask. `on_stage(name, message)` hears each stage, `on_step(name, step, steps, loss)` each
     training step."""
     from memctl import peft
-    from memctl.data.json_files import write_json
     from memctl.models.load import load_components
     from memctl.runs.evaluate import evaluate, evaluated_with
     from memctl.runs.retrain import retrain
-    from memctl.workspace import make_private_dir, prepare, proxy_set
+    from memctl.workspace import prepare, proxy_set
 
     stage = on_stage or (lambda _name, _msg: None)
     ws = prepare(cfg)
@@ -105,23 +137,16 @@ def run_baselines(cfg: Config, baselines: Sequence[Baseline], command: str,
     layout = {s: (peft.num_bits(unet, s), peft.block_names(unet, s)) for s in spaces}
     del unet
     results: dict[str, dict] = {}
-    trained: dict[tuple, str] = {}  # what shapes the weights -> the run that trained it
-    for base in baselines:
+    for base, same in plan_baselines(cfg, baselines, pick):
         run_cfg = baseline_config(cfg, base, pick)
         n_bits, blocks = layout[run_cfg.peft.space]
         bits = list(pick.bits) if base.method == PICK and pick else [1] * n_bits
-        key = (("freeze",) if base.method == "freeze" else
-               (run_cfg.peft.method, run_cfg.peft.space, tuple(run_cfg.peft.always),
-                base.mitigation, tuple(bits)))
         out = Path(cfg.run_dir) / "baselines" / base.name
-        if key in trained:
-            same = trained[key]
+        if same is not None:
             stage(base.name, f"the same run as {same}")
-            make_private_dir(out)
-            write_json(out / "same_as.json", {"same_as": same})
+            write_same_as(out, same)
             results[base.name] = {**results[same], "same_as": same}
             continue
-        trained[key] = base.name
         if base.method == "freeze":
             stage(base.name, "exporting the pretrained model")
             results[base.name] = export_frozen(run_cfg, ws.model_dir, ws.reader(), dmem, blocks,
@@ -138,14 +163,14 @@ def run_baselines(cfg: Config, baselines: Sequence[Baseline], command: str,
                 if on_step else None).metrics
         if not evaluate_too:
             continue
-        done = evaluated_with(out, cfg.eval)
+        done = evaluated_with(out, cfg.eval, cfg.search.dmem)
         if done is not None:
             stage(base.name, "already evaluated with these settings")
             results[base.name] = done
         else:
             stage(base.name, "evaluating")
             results[base.name] = evaluate(out, progress=lambda msg, n=base.name: stage(n, msg),
-                                          eval_cfg=cfg.eval)
+                                          eval_cfg=cfg.eval, dmem=cfg.search.dmem)
     return results
 
 

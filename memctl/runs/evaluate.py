@@ -10,15 +10,19 @@
                    eval.attack_prompts): cliques of near-duplicate generations, confirmed
                    against the prompt's own training images; counts extracted prompts and
                    distinct extracted training images, with the attack's settings
-    d_mem          noised-data d_mem on D_mem (what the search optimised)
+    d_mem          d_mem on D_mem by the run's search.dmem (what the search optimised:
+                   noised data or the sampling trajectory), named in d_mem_variant
     d_mem_sampling d_mem along the attack's own denoising passes (no second pass)
 
-The JSON holds cache row numbers and scores only, never captions or pixels.
+The JSON holds cache row numbers and scores only, never captions or pixels; the attack's
+nearest (generation, training image) pairs go to nearest.npz beside it (owner-only), which
+only `memctl report --include-images` shows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memctl.config import Config, EvalConfig, load_config
+from memctl.config import Config, EvalConfig, load_config, replace_section
 from memctl.data.cache import CacheReader
 from memctl.data.images import load_image
 from memctl.data.json_files import read_json, write_json
@@ -46,6 +50,8 @@ from memctl.runs.scoring import (
 Progress = Callable[[str], None]
 MAX_TRAIN_IMAGES_PER_PROMPT = 64
 """Training images compared per attacked prompt (a caption can be shared by thousands)."""
+NEAREST_FILE = "nearest.npz"
+MAX_NEAREST_PAIRS = 32  # enough to look at; the file stays small
 
 
 def run_config(run_dir: Path, overrides: tuple[str, ...] = ()) -> Config:
@@ -79,10 +85,37 @@ def _images(reader: CacheReader, rows: list[int], resolution: int) -> torch.Tens
     return (torch.stack([load_image(p, resolution) for p in reader.paths(rows)]) + 1) / 2
 
 
+def _uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> (N, H, W, C) uint8."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def keep_nearest(path: Path, gens: list[torch.Tensor], trains: list[torch.Tensor],
+                 compared: list[list[int]], records: list) -> None:
+    """Each attacked prompt's clique member closest to a training image, beside that image,
+    for `memctl report --include-images` (pixels: owner-only, never in evaluation.json)."""
+    keep = [(k, r) for k, r in enumerate(records)
+            if r.nearest_generation >= 0 and r.nearest_train >= 0][:MAX_NEAREST_PAIRS]
+    if not keep:
+        return
+    arrays = {
+        "generated": _uint8(torch.stack([gens[k][r.nearest_generation] for k, r in keep])),
+        "train": _uint8(torch.stack([trains[k][r.nearest_train] for k, r in keep])),
+        "rows": np.array([compared[k][r.nearest_train] for k, r in keep]),
+        "l2": np.array([r.min_train_l2 for _, r in keep]),
+        "extracted": np.array([r.extracted for _, r in keep]),
+    }
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
 def extraction(comps: Components, reader: CacheReader, cfg: Config,
-               dmem_indices: list[int]) -> tuple[dict, float | None]:
+               dmem_indices: list[int], nearest: Path | None = None
+               ) -> tuple[dict, float | None]:
     """The attack on D_mem (or training) prompts; returns (summary, d_mem along its sampling
-    passes)."""
+    passes). `nearest`: where to keep each prompt's nearest (generation, training image)."""
     ev = cfg.eval
     pool = dmem_indices if ev.attack_prompts == "dmem" else reader.usable("train")
     prompts = attacked_prompts(reader, pool, ev.extraction_prompts)
@@ -117,6 +150,8 @@ def extraction(comps: Components, reader: CacheReader, cfg: Config,
                 "extracted": r.extracted,
                 "extracted_rows": [compared[r.prompt_index][i] for i in r.extracted_train]}
                for r in result.records]
+    if nearest is not None:
+        keep_nearest(nearest, gens, trains, compared, result.records)
     images = {row for rec in records for row in rec["extracted_rows"]}
     summary = {"prompts": len(prompts), **settings, "n_memorised": result.n_memorised,
                "n_extracted": result.n_extracted, "n_extracted_images": len(images),
@@ -137,11 +172,13 @@ def text_image(images: torch.Tensor, captions: list[str], cfg: Config) -> TextIm
 
 
 def evaluate(run_dir: Path, overrides: tuple[str, ...] = (),
-             progress: Progress | None = None, eval_cfg: EvalConfig | None = None) -> dict:
+             progress: Progress | None = None, eval_cfg: EvalConfig | None = None,
+             dmem: str | None = None) -> dict:
     """Scores RUN_DIR's pipeline and writes RUN_DIR/evaluation.json (atomically).
 
     The run's own config.yaml says which data it was trained on; `eval_cfg` (or `eval.*`
-    overrides) replaces its evaluation settings.
+    overrides) replaces its evaluation settings, `dmem` (or a `search.dmem` override) its
+    d_mem variant (a reused retrain's config.yaml keeps the one it was trained under).
     """
     from memctl.workspace import open_workspace, proxy_set
 
@@ -150,13 +187,15 @@ def evaluate(run_dir: Path, overrides: tuple[str, ...] = (),
     cfg = run_config(run_dir, overrides)
     if eval_cfg is not None:
         cfg = dataclasses.replace(cfg, eval=eval_cfg)
+    if dmem is not None:
+        cfg = replace_section(cfg, "search", "evaluate", dmem=dmem)
     ws = open_workspace(cfg)
     reader = ws.reader()
     dmem_rows = proxy_set(cfg, reader).dmem_indices
     comps = load_components(run_dir / "pipeline", text=False)
     extractor = get_extractor(cfg.eval.extractor, cfg.eval.extractor_weights or None)
 
-    say("d_mem on D_mem")
+    say(f"d_mem on D_mem ({cfg.search.dmem})")
     d_mem = dmem_of(comps, reader, cfg, dmem_rows)
     say("generating for the test prompts")
     images, rows = generate_for_split(comps, reader, cfg, "test")
@@ -171,7 +210,8 @@ def evaluate(run_dir: Path, overrides: tuple[str, ...] = (),
     say("text-image score")
     ti = text_image(images, [reader.caption_of(i) for i in rows], cfg)
     say("extraction attack")
-    attack, d_mem_sampling = extraction(comps, reader, cfg, dmem_rows)
+    attack, d_mem_sampling = extraction(comps, reader, cfg, dmem_rows,
+                                        nearest=run_dir / NEAREST_FILE)
 
     mask = read_json(run_dir / "mask.json")
     result = {
@@ -180,7 +220,8 @@ def evaluate(run_dir: Path, overrides: tuple[str, ...] = (),
         "trainable": mask.get("trainable"), "total": mask.get("total"),
         "fid_test": fid, "n_fid": len(rows), "amd": amd_value,
         "text_image": {"name": ti.name, "value": ti.value, "n": ti.n, "reason": ti.reason},
-        "extraction": attack, "d_mem": d_mem, "d_mem_sampling": d_mem_sampling,
+        "extraction": attack, "d_mem": d_mem, "d_mem_variant": cfg.search.dmem,
+        "d_mem_sampling": d_mem_sampling,
         "extractor": cfg.eval.extractor, "eval_settings": dataclasses.asdict(cfg.eval),
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -188,7 +229,10 @@ def evaluate(run_dir: Path, overrides: tuple[str, ...] = (),
     return result
 
 
-def evaluated_with(run_dir: Path, eval_cfg: EvalConfig) -> dict | None:
-    """RUN_DIR's evaluation if it was made with exactly these settings, else None."""
+def evaluated_with(run_dir: Path, eval_cfg: EvalConfig, dmem: str = "noised") -> dict | None:
+    """RUN_DIR's evaluation if it was made with exactly these settings and d_mem variant
+    (search.dmem; evaluations that do not record one used noised), else None."""
     done = read_json(run_dir / "evaluation.json")
-    return done if done.get("eval_settings") == dataclasses.asdict(eval_cfg) else None
+    same = (done.get("eval_settings") == dataclasses.asdict(eval_cfg)
+            and done.get("d_mem_variant", "noised") == dmem)
+    return done if same else None

@@ -138,3 +138,10 @@ def test_report_renders_in_a_headless_browser(tmp_path):
     assert page.counts["#mask-map tr"] == len(snap.front) + 1  # + the header
     assert page.counts["#table1 tr.model"] == 1
     assert page.ink > 0.02  # not a blank page
+
+
+def test_the_report_reads_the_nearest_pairs_file_evaluate_writes():
+    from memctl.report.panels import NEAREST_FILE
+    from memctl.runs.evaluate import NEAREST_FILE as WRITTEN
+
+    assert NEAREST_FILE == WRITTEN

@@ -67,6 +67,14 @@ def test_global_search_over_two_methods(tmp_path):
                            and (o["d_mem"], o["fid"]) != (t["d_mem"], t["fid"]) for o in done)}
     assert on_front == {(r["study"], r["number"]) for r in front}
 
+    # Training pixels only on request: the attack's nearest pairs, kept owner-only.
+    nearest = tmp_path / best["out_dir"] / "nearest.npz"
+    assert nearest.stat().st_mode & 0o077 == 0
+    assert 'class="nn"' not in (tmp_path / report["report.html"]).read_text()
+    with_images = json.loads(memctl(tmp_path, "report", "--include-images", "--out", "imgs",
+                                    "--json").stdout)
+    assert 'class="nn"' in (tmp_path / with_images["report.html"]).read_text()
+
     page = render(tmp_path / report["report.html"], ["#table1 tr.model", "#mask-map tr"],
                   ["figure3", "hypervolume", "trials-over-time"])
     assert page.errors == [] and all(page.images_decoded.values()) and page.ink > 0.02
