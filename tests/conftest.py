@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from pathlib import Path
 
 import pytest
@@ -72,15 +73,20 @@ def read_dev_env() -> dict[str, str] | None:
     return env
 
 
+def skip_or_fail(msg: str) -> typing.NoReturn:
+    """Skips a test whose infrastructure is missing, but fails under MEMCTL_REQUIRE_INFRA=1
+    (the test command), so CI never silently skips the SLURM, PostgreSQL or browser tests."""
+    if os.environ.get("MEMCTL_REQUIRE_INFRA") == "1":
+        pytest.fail(msg + " (MEMCTL_REQUIRE_INFRA=1)", pytrace=False)
+    pytest.skip(msg)
+
+
 def require_dev_env() -> dict[str, str]:
-    """Skips without the cluster, but fails under MEMCTL_REQUIRE_INFRA=1 (the test command),
-    so CI never silently skips the SLURM and PostgreSQL tests."""
+    """The dev cluster's variables; skips (or fails, see skip_or_fail) without it."""
     env = read_dev_env()
     if env is None:
-        msg = "dev cluster env file not found: run slurm/dev/install.sh && slurm/dev/up.sh"
-        if os.environ.get("MEMCTL_REQUIRE_INFRA") == "1":
-            pytest.fail(msg + " (MEMCTL_REQUIRE_INFRA=1)", pytrace=False)
-        pytest.skip(msg)
+        skip_or_fail("dev cluster env file not found: run slurm/dev/install.sh && "
+                     "slurm/dev/up.sh")
     return env
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from tests.conftest import skip_or_fail
 
 
 @dataclass
@@ -27,10 +26,7 @@ def chromium() -> str:
     """The system chromium; skips without one, fails under MEMCTL_REQUIRE_INFRA=1."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        msg = "no chromium: run slurm/dev/install.sh (installs Debian's chromium)"
-        if os.environ.get("MEMCTL_REQUIRE_INFRA") == "1":
-            pytest.fail(msg + " (MEMCTL_REQUIRE_INFRA=1)", pytrace=False)
-        pytest.skip(msg)
+        skip_or_fail("no chromium: run slurm/dev/install.sh (installs Debian's chromium)")
     return path
 
 
