@@ -71,7 +71,7 @@ def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int]
             ) -> RetrainResult | None:
     from memctl.models.load import load_pipeline
     from memctl.runs.fine_tune import fine_tune
-    from memctl.runs.scoring import score
+    from memctl.runs.scoring import require_split, score
 
     retrain_cfg = dataclasses.replace(cfg.train, steps=cfg.train.retrain_steps)
     run_cfg = dataclasses.replace(cfg, train=retrain_cfg)
@@ -89,6 +89,7 @@ def retrain(cfg: Config, *, model_dir: str, cache_path: str, bits: Sequence[int]
     train_idx = reader.usable("train")
     if not train_idx:
         raise UserError(f"{cache_path}: the training split is empty")
+    require_split(reader, cfg, "test", "a retrain")  # before hours of training, not after
     # Duplicated training images, as the data this stands in for holds them.
     train_idx += [i for i in dmem_indices for _ in range(cfg.data.retrain_dmem_repeats)]
     with stop_in_slurm_job() as stop:  # requeue / preemption: checkpoint the step, exit

@@ -1,7 +1,8 @@
 """Scoring a fine-tuned model, shared by search trials and runs: d_mem and FID.
 
-    d_mem on the D_mem pairs (noised-data variant), FID of generations for a split's prompts
-    against real-image statistics computed once per split and extractor.
+    d_mem on the D_mem pairs (the variant search.dmem names: noised data or the sampling
+    trajectory), FID of generations for a split's prompts against real-image statistics
+    computed once per split and extractor.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 from memctl.config import Config, EvalConfig
 from memctl.data.cache import CacheReader
 from memctl.data.images import load_image
-from memctl.metrics import d_mem_noised, frechet_from_stats, gaussian_stats
+from memctl.errors import UserError
+from memctl.metrics import d_mem, d_mem_noised, frechet_from_stats, gaussian_stats
 from memctl.metrics.features import FeatureExtractor, get_extractor
 from memctl.metrics.reference_stats import ReferenceStats, reference_stats
 from memctl.metrics.sampling import SamplingSettings, generate
@@ -68,17 +70,42 @@ def real_stats(reader: CacheReader, split: str, extractor: FeatureExtractor,
 
 
 def dmem_of(comps: Components, reader: CacheReader, cfg: Config,
-            dmem_indices: Sequence[int]) -> float:
-    """d_mem (noised-data variant) over the D_mem pairs, averaged over noise draws."""
+            dmem_indices: Sequence[int], variant: str | None = None) -> float:
+    """d_mem over the D_mem pairs, by `variant` (default: cfg.search.dmem).
+
+    noised: each pair's clean latent noised to eval.dmem_timesteps, averaged over timesteps,
+    pairs and eval.dmem_noise_seeds noise draws. trajectory (Wen et al.): one seeded sampling
+    trajectory per pair prompted by its caption, with the evaluation's sampling settings
+    (pair k starts from seed eval.seed + k), averaged over steps and pairs.
+    """
+    variant = variant or cfg.search.dmem
     dm = reader.load(dmem_indices)
-    latents = dm.latent_mean * comps.vae.config.scaling_factor  # latent_dist.mean (Wen et al.)
     cond = dm.prompt_embeds[dm.prompt_index]
+    if variant == "trajectory":
+        return d_mem(comps.unet, cond, dm.empty_embed, comps.scheduler,
+                     sampling_settings(cfg.eval, latent_shape=tuple(dm.latent_mean.shape[1:])),
+                     generations=1)
+    if variant != "noised":
+        raise ValueError(f"d_mem variant must be trajectory or noised, got {variant!r}")
+    latents = dm.latent_mean * comps.vae.config.scaling_factor  # latent_dist.mean (Wen et al.)
     return float(np.mean([
         d_mem_noised(comps.unet, latents, cond, dm.empty_embed, comps.scheduler,
                      timesteps=tuple(cfg.eval.dmem_timesteps), seed=cfg.eval.seed + s,
                      batch_size=cfg.eval.batch_size)
         for s in range(cfg.eval.dmem_noise_seeds)
     ]))
+
+
+def require_split(reader: CacheReader, cfg: Config, split: str, needed_by: str) -> None:
+    """Fails before any training when `split` (scored by `needed_by`) holds no image."""
+    if reader.usable(split):
+        return
+    how = ("the source's own split folders or file have none for it; "
+           "data.official_split=false draws it from data.val_fraction/test_fraction"
+           if cfg.data.official_split else
+           f"raise data.{split}_fraction or add images")
+    raise UserError(f"{reader.path}: the {split} split is empty ({needed_by} scores on it): "
+                    f"{how}")
 
 
 def generate_for_split(comps: Components, reader: CacheReader, cfg: Config,
@@ -101,8 +128,9 @@ def fid_against(images: torch.Tensor, reader: CacheReader, cfg: Config, split: s
 
 def score(comps: Components, reader: CacheReader, cfg: Config, dmem_indices: Sequence[int],
           split: str = "val") -> tuple[float, float, int]:
-    """(d_mem on the D_mem pairs, FID of generations for `split` prompts, n used for FID)."""
-    d_mem = dmem_of(comps, reader, cfg, dmem_indices)
+    """(d_mem on the D_mem pairs by search.dmem, FID of generations for `split` prompts, n
+    used for FID)."""
+    value = dmem_of(comps, reader, cfg, dmem_indices)
     extractor = get_extractor(cfg.eval.extractor, cfg.eval.extractor_weights or None)
     images, idx = generate_for_split(comps, reader, cfg, split)
-    return d_mem, fid_against(images, reader, cfg, split, extractor), len(idx)
+    return value, fid_against(images, reader, cfg, split, extractor), len(idx)

@@ -81,12 +81,34 @@ def _from_mask_file(path: Path, cfg: Config) -> tuple[list[int], list[str], str,
             dataclasses.replace(cfg, peft=peft))
 
 
+def check_structure(path: Path, bits: Sequence[int], blocks: Sequence[str],
+                    model_blocks: Sequence[str], space: str) -> None:
+    """A mask transfers to any model with the same blocks in its space; anything else is
+    refused naming what differs (a file without block names is checked by length only)."""
+    if len(bits) != len(model_blocks):
+        raise UserError(f"{path}: bits: {len(bits)} bits, but this model has "
+                        f"{len(model_blocks)} {space} blocks")
+    differ = [f"bit {i}: {a} (mask) vs {b} (model)"
+              for i, (a, b) in enumerate(zip(blocks, model_blocks, strict=False)) if a != b]
+    if blocks and (differ or len(blocks) != len(model_blocks)):
+        shown = "; ".join(differ[:3]) + (f"; {len(differ) - 3} more" if len(differ) > 3 else "")
+        raise UserError(f"{path}: block_names: the mask's blocks differ from this model's "
+                        f"{space} blocks: {shown or 'another number of blocks'}")
+
+
 def mask_file_target(path: Path, cfg: Config) -> RetrainTarget:
-    """The mask of a mask.json on this config's model and data (prepared if needed)."""
+    """The mask of a mask.json on this config's model and data (prepared if needed); refused
+    when the model's blocks are not the ones the mask names."""
     bits, blocks, source, cfg = _from_mask_file(path, cfg)
+    from memctl import peft
+    from memctl.models.load import load_components
     from memctl.workspace import prepare, proxy_set
 
     ws = prepare(cfg)
+    model_blocks = peft.block_names(load_components(ws.model_dir, text=False).unet,
+                                    cfg.peft.space)
+    check_structure(path if path.is_file() else path / MASK_FILE, bits, blocks, model_blocks,
+                    cfg.peft.space)
     dmem = proxy_set(cfg, ws.reader()).dmem_indices
-    return RetrainTarget(cfg, bits, blocks, source, str(ws.model_dir), str(ws.cache_path),
-                         dmem, f"mask-{path.stem}")
+    return RetrainTarget(cfg, bits, model_blocks, source, str(ws.model_dir),
+                         str(ws.cache_path), dmem, f"mask-{path.stem}")

@@ -78,6 +78,9 @@ def build_context(cfg: Config, progress: Progress | None = None) -> TrialContext
     """Prepares model, data and cache and resolves everything a worker needs."""
     ws = prepare(cfg, progress)
     reader = ws.reader()
+    from memctl.runs.scoring import require_split
+
+    require_split(reader, cfg, "val", "each search trial")  # before any job is submitted
     proxy = proxy_set(cfg, reader)
     from memctl.models.load import load_components
 
