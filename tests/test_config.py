@@ -31,6 +31,7 @@ def test_dotted_overrides_are_typed():
         ("train:\n  lr: -1\n", "train.lr: must be > 0"),
         ("train:\n  steps: ten\n", "train.steps: must be an integer"),
         ("peft:\n  method: dora\n", "peft.method: must be one of"),
+        ("search:\n  dmem: sampled\n", "search.dmem: must be one of trajectory, noised"),
         ("data:\n  val_fraction: 0.6\n  test_fraction: 0.5\n", "data.val_fraction"),
         ("- a\n- b\n", "top level must be a mapping"),
     ],

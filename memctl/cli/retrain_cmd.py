@@ -69,7 +69,8 @@ def retrain(cfg: Config, config_given: bool, best: bool, trial_number: int | Non
         from memctl.runs.evaluate import evaluate as run_evaluate
 
         with phase_status("evaluating") as phase:
-            evaluation = run_evaluate(result.out_dir, eval_cfg=target.cfg.eval, progress=phase)
+            evaluation = run_evaluate(result.out_dir, eval_cfg=target.cfg.eval,
+                                      dmem=target.cfg.search.dmem, progress=phase)
     _render(result, evaluation, as_json)
 
 

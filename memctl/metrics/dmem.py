@@ -9,7 +9,6 @@ one random timestep and a batch max as the official MemControl code did.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -99,7 +98,8 @@ def d_mem(
     *,
     generations: int = 4,
 ) -> float:
-    """Trajectory d_mem: DDIM + CFG sampling, gap recorded at every step.
+    """Trajectory d_mem: CFG sampling with ``settings.sampler`` (DDIM by default, Wen et al.'s
+    setting), gap recorded at every step.
 
     Each prompt gets ``generations`` trajectories; generation g of prompt i is row
     i * generations + g and starts from seed ``seed + i * generations + g``, exactly what
@@ -108,7 +108,6 @@ def d_mem(
     too, call ``generate(..., return_dmem=True)`` on the repeated embeddings instead.
     """
     repeated = prompt_embeds.repeat_interleave(generations, dim=0)
-    _, value = denoise(unet, scheduler, repeated, empty_embeds,
-                       dataclasses.replace(settings, sampler="ddim"), return_dmem=True)
+    _, value = denoise(unet, scheduler, repeated, empty_embeds, settings, return_dmem=True)
     assert value is not None
     return value

@@ -151,6 +151,12 @@ def test_baselines_retrain_evaluate_and_resume(prepared):
     third = run_baselines(more, peft, "memctl baselines")
     assert third[cfg.peft.method]["extraction"]["prompts"] == 1
     assert (out / "metrics.json").stat().st_mtime_ns == stamps["metrics.json"]
+    # Another d_mem objective (search.dmem): evaluated again by it, not retrained.
+    assert ev["d_mem_variant"] == "noised"
+    traj = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, dmem="trajectory"))
+    fourth = run_baselines(traj, peft, "memctl baselines")[cfg.peft.method]
+    assert fourth["d_mem_variant"] == "trajectory" and fourth["d_mem"] != ev["d_mem"]
+    assert (out / "metrics.json").stat().st_mtime_ns == stamps["metrics.json"]
     # Other training settings: refused rather than silently reusing stale weights.
     other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, retrain_steps=2))
     with pytest.raises(UserError, match="another mask or config"):
@@ -167,3 +173,18 @@ def test_cli_rejects_bad_input_with_exit_2(tmp_path):
     assert res.exit_code == 2 and "--mitigations: unknown dropout" in res.output
     res = runner.invoke(main, ["baselines", "eval.text_image=dall-e"])
     assert res.exit_code == 2 and "text_image" in res.output
+
+
+def test_an_evaluation_is_reused_only_for_the_same_d_mem_variant(tmp_path):
+    from memctl.config import EvalConfig
+    from memctl.data.json_files import write_json
+    from memctl.runs.evaluate import evaluated_with
+
+    settings = dataclasses.asdict(EvalConfig())
+    write_json(tmp_path / "evaluation.json", {"eval_settings": settings, "d_mem": 1.0})
+    assert evaluated_with(tmp_path, EvalConfig()) is not None  # recorded before: noised
+    assert evaluated_with(tmp_path, EvalConfig(), "trajectory") is None
+    write_json(tmp_path / "evaluation.json",
+               {"eval_settings": settings, "d_mem": 1.0, "d_mem_variant": "trajectory"})
+    assert evaluated_with(tmp_path, EvalConfig(), "trajectory")["d_mem"] == 1.0
+    assert evaluated_with(tmp_path, EvalConfig(), "noised") is None

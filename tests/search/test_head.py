@@ -45,3 +45,17 @@ def test_search_reports_the_study_as_stored_at_exit(prepared, tmp_path):
     result = run_search(cfg, poll_s=0.2)
     finisher.join()
     assert (result.counts.complete, result.counts.running) == (3, 0)
+
+
+def test_a_study_keeps_the_d_mem_it_was_created_with(tmp_path):
+    from memctl.search.head import setup_study
+    from memctl.search.objective import TrialContext
+
+    cfg = small_config(tmp_path / "runs", search={"dmem": "trajectory"})
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    ctx = TrialContext("model", "cache.h5", [0], [0], n_bits=4)
+    setup_study(cfg, ctx, url)
+    setup_study(cfg, ctx, url)  # the same objective: the search goes on
+    noised = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, dmem="noised"))
+    with pytest.raises(UserError, match="scores trajectory d_mem .search.dmem., not noised"):
+        setup_study(noised, ctx, url)
