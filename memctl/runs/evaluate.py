@@ -96,7 +96,8 @@ def keep_nearest(path: Path, gens: list[torch.Tensor], trains: list[torch.Tensor
     for `memctl report --include-images` (pixels: owner-only, never in evaluation.json)."""
     keep = [(k, r) for k, r in enumerate(records)
             if r.nearest_generation >= 0 and r.nearest_train >= 0][:MAX_NEAREST_PAIRS]
-    if not keep:
+    if not keep:  # no pair now: a file from an earlier evaluation would show stale pictures
+        path.unlink(missing_ok=True)
         return
     arrays = {
         "generated": _uint8(torch.stack([gens[k][r.nearest_generation] for k, r in keep])),

@@ -117,10 +117,9 @@ def setup_study(cfg: Config, ctx: TrialContext, url: str,
 
         raise UserError(f"study {cfg.search.study!r} was created for another search space "
                         f"({attrs['config']['peft']}); use another --study name")
-    elif attrs["config"].get("search", {}).get("dmem", "noised") != cfg.search.dmem:
+    elif (recorded := attrs["config"].get("search", {}).get("dmem", "noised")) != cfg.search.dmem:
         from memctl.errors import UserError
 
-        recorded = attrs["config"].get("search", {}).get("dmem", "noised")
         raise UserError(f"study {cfg.search.study!r} scores {recorded} d_mem (search.dmem), "
                         f"not {cfg.search.dmem}; use another --study name")
     masks = [list(m) for m in enqueue]
