@@ -37,9 +37,9 @@ from pathlib import Path
 MODELS = [("freeze", "none", "baselines/freeze"), ("full", "none", "baselines/full"),
           ("peft", "none", "baselines/attention"), ("peft", "rwa", "baselines/attention-rwa"),
           ("peft", "threshold", "baselines/attention-threshold"), ("memcontrol", "none", None)]
-# --quick also retrains for 450 steps instead of 600 to stay within 10 minutes on 2 cores
-# (full FT on seed 0 still replays 3 of its 4 D_mem images there; 4 at 600).
-QUICK = ["search.trials=6", "search.population_size=3", "train.retrain_steps=450"]
+# --quick: 5 trials and 450-step retrains instead of 600, to stay within 10 minutes on
+# 2 cores (full FT on seed 0 still replays 3 of its 4 D_mem images at 450; 4 at 600).
+QUICK = ["search.trials=5", "search.population_size=3", "train.retrain_steps=450"]
 DEFAULT = ["search.trials=12", "search.population_size=4"]
 
 
