@@ -18,7 +18,8 @@ def _init(tmp_path, monkeypatch) -> list[str]:
 
 def test_field_docs_reads_the_literal_after_each_field():
     docs = field_docs()
-    assert docs[("TrainConfig", "steps")] == "Optimizer steps of each search trial (paper: 3000)."
+    assert docs[("DataConfig", "dmem_repeats")] == (
+        "How often each D_mem pair is repeated in the proxy set (paper: 50).")
     assert docs[("DataConfig", "official_split")].splitlines()[1] == (
         "where it has one; false: draw every subject's split from split_seed.")
     assert ("TrainConfig", "batch_size") not in docs  # no literal follows it
@@ -27,8 +28,9 @@ def test_field_docs_reads_the_literal_after_each_field():
 def test_init_writes_each_docstring_above_its_field(tmp_path, monkeypatch):
     lines = _init(tmp_path, monkeypatch)
     assert lines[0] == "# memctl search -c memctl.yaml"
-    at = lines.index("  steps: 40")
-    assert lines[at - 1] == "  # Optimizer steps of each search trial (paper: 3000)."
+    at = lines.index("  dmem_repeats: 50")
+    assert lines[at - 1] == (
+        "  # How often each D_mem pair is repeated in the proxy set (paper: 50).")
     at = lines.index("  official_split: true")
     assert lines[at - 2:at] == [
         "  # Use the source's official split (MIMIC split file, imagefolder train/val/test "
