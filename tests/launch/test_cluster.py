@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -99,6 +100,13 @@ def test_status_shows_pending_workers_with_slurms_reason(tmp_path, dev_cluster):
                           "--array=0-1", "--wrap", "true"], capture_output=True, text=True,
                          check=True).stdout.strip().split(";")[0]
     try:
+        # squeue shows reason None until the scheduler's first pass over the new job
+        for _ in range(60):
+            reason = subprocess.run(["squeue", "-h", "-j", job, "-o", "%r"], text=True,
+                                    capture_output=True).stdout.split()
+            if reason and reason[0] != "None":
+                break
+            time.sleep(0.5)
         record_slurm_jobs(study, [f"{job}_0", f"{job}_1"])
         proc = _memctl(tmp_path, "status")
         assert proc.returncode == 0, proc.stderr[-2000:]
