@@ -118,6 +118,9 @@ def combine(runs: list[dict]) -> dict:
         row["sd"] = {}
         for key in ("fid", "amd", "extracted", "extracted_images", "d_mem"):
             row[key], row["sd"][key] = _mean_sd([float(r["rows"][i][key]) for r in runs])
+        # the pick's mask differs by seed: its mean size, and every seed's mask
+        row["trainable"] = round(statistics.fmean(r["rows"][i]["trainable"] for r in runs))
+        row["mask"] = [r["rows"][i]["mask"] for r in runs]
         rows.append(row)
     sanity = {
         "vae_recon_l2": max(r["sanity"]["vae_recon_l2"] for r in runs),
